@@ -1,0 +1,93 @@
+"""Shared test fixtures.
+
+- The pack is importable as `fifo_infinity` whatever the clone's folder is called.
+- `reference_dir` / `vi_reference_dir`: the official-code fixtures, from `FIFO_REFERENCE_DIR` /
+  `VIDEO_INFINITY_REFERENCE_DIR` (defaults: `../shared/reference/...` next to the clone, then
+  `/work/shared/reference/...`). A missing fixture folder fails the tests that need it.
+- `host`: the real ComfyUI (`FIFO_COMFYUI_ROOT`, set by tools/run_tests.sh, or `COMFYUI_PATH`) imported
+  in-process with the pack loaded through ComfyUI's own `load_custom_node`.
+"""
+
+import asyncio
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _register_pack(name="fifo_infinity"):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(PACK_DIR, "__init__.py"),
+                                                  submodule_search_locations=[PACK_DIR])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_register_pack()
+
+
+def _find_reference(env, leaf):
+    candidates = [os.environ.get(env)] if os.environ.get(env) else [
+        os.path.join(PACK_DIR, "..", "shared", "reference", leaf),
+        os.path.join("/work", "shared", "reference", leaf)]
+    for path in candidates:
+        if path and os.path.isdir(path):
+            return os.path.abspath(path)
+    pytest.fail(f"reference fixtures not found (tried {candidates}); set {env}")
+
+
+@pytest.fixture(scope="session")
+def reference_dir():
+    return _find_reference("FIFO_REFERENCE_DIR", "vc2_tiny")
+
+
+@pytest.fixture(scope="session")
+def manifest(reference_dir):
+    with open(os.path.join(reference_dir, "manifest.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def vi_reference_dir():
+    return _find_reference("VIDEO_INFINITY_REFERENCE_DIR", "video_infinity")
+
+
+def comfy_root():
+    root = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH")
+    if not root:
+        pytest.fail("no ComfyUI host: run the suite with `make test` (or set COMFYUI_PATH)")
+    return os.path.abspath(root)
+
+
+@pytest.fixture(scope="session")
+def host():
+    """ComfyUI's `nodes` module with this pack loaded by `load_custom_node`."""
+    root = comfy_root()
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from comfy.cli_args import args
+    args.cpu = True
+    import nodes
+    if not any(name.startswith("FIFOInfinity") or name.startswith("VideoCrafter") for name in nodes.NODE_CLASS_MAPPINGS):
+        assert asyncio.run(nodes.load_custom_node(PACK_DIR)), "ComfyUI failed to load the pack"
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(reference_dir):
+    return os.path.join(reference_dir, "tiny_vc2.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(host, tiny_checkpoint, manifest):
+    """(MODEL, CLIP, VAE, parts) of the reference tiny VideoCrafter2, fp32."""
+    import torch
+    from fifo_infinity.videocrafter.loader import load_videocrafter
+    return load_videocrafter(tiny_checkpoint, text_heads=manifest["text_encoder"]["heads"], dtype=torch.float32)

