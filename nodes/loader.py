@@ -1,0 +1,78 @@
+"""VideoCrafter2 Checkpoint Loader: MODEL, CLIP and VAE from one VideoCrafter checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+from comfy_api.latest import io
+
+from ..videocrafter import convert
+from ..videocrafter.loader import load_videocrafter
+from .common import category
+
+MODEL_FOLDER = "videocrafter"
+CHECKPOINT_EXTENSIONS = {".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".sft"}
+
+# Register models/videocrafter (plus anything extra_model_paths.yaml adds) once at import.
+if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
+    folder_paths.folder_names_and_paths[MODEL_FOLDER] = (
+        [os.path.join(folder_paths.models_dir, MODEL_FOLDER)], CHECKPOINT_EXTENSIONS)
+
+
+def checkpoint_choices() -> list[str]:
+    """Files in models/videocrafter then models/checkpoints (ComfyUI's lists, honouring extra paths)."""
+    names = list(folder_paths.get_filename_list(MODEL_FOLDER))
+    names += [n for n in folder_paths.get_filename_list("checkpoints") if n not in names]
+    return names
+
+
+def resolve_checkpoint(name: str) -> str:
+    for folder in (MODEL_FOLDER, "checkpoints"):
+        path = folder_paths.get_full_path(folder, name)
+        if path is not None:
+            return path
+    raise ValueError(f"ckpt_name: '{name}' is in neither models/{MODEL_FOLDER} nor models/checkpoints")
+
+
+class VideoCrafterCheckpointLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VideoCrafterCheckpointLoader",
+            display_name="VideoCrafter2 Checkpoint Loader",
+            category=category("loaders"),
+            description=(
+                "Loads a VideoCrafter2 text-to-video checkpoint (the release's model.ckpt, or a .safetensors copy) "
+                "as a 3D-UNet MODEL managed by ComfyUI, ComfyUI's SD2 OpenCLIP-H text encoder (CLIP) and the SD "
+                "KL-f8 VAE. Looks in models/videocrafter and models/checkpoints. Pickled .ckpt files are loaded "
+                "weights-only: a file that would need to run code is refused."),
+            inputs=[
+                io.Combo.Input("ckpt_name", options=checkpoint_choices(),
+                               tooltip="VideoCrafter2 checkpoint (VideoCrafter/VideoCrafter2 on Hugging Face, file model.ckpt) "
+                                       "in models/videocrafter or models/checkpoints."),
+                io.Boolean.Input("rescale_schedule", default=True,
+                                 tooltip="VideoCrafter2's x0 rescale (use_scale, 1.0 to 0.7 below t=400) in the model "
+                                         "sampling, so stock samplers match VideoCrafter2's own DDIM. Turn off for "
+                                         "plain EPS sampling (what the official FIFO step uses; the FIFO sampler "
+                                         "switches it off by itself)."),
+            ],
+            outputs=[
+                io.Model.Output(tooltip="The VideoCrafter2 3D UNet. Latents are frames-as-batch [frames, 4, H/8, W/8]."),
+                io.Clip.Output(tooltip="OpenCLIP ViT-H text encoder, penultimate layer (ComfyUI's SD2 CLIP)."),
+                io.Vae.Output(tooltip="SD KL-f8 VAE; decodes each frame independently."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name: str, rescale_schedule: bool = True):
+        path = resolve_checkpoint(ckpt_name)
+        try:
+            model, clip, vae, _ = load_videocrafter(path, rescale=rescale_schedule,
+                                                    embedding_directory=folder_paths.get_folder_paths("embeddings"))
+        except convert.CheckpointError as error:
+            raise ValueError(f"ckpt_name: {error}") from error
+        return io.NodeOutput(model, clip, vae)
+
+
+NODES = [VideoCrafterCheckpointLoader]

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite against a real ComfyUI: builds the environment if needed (tools/setup_env.sh),
+# then runs pytest. Extra arguments go to pytest (e.g. tests/test_fifo_core.py -k parity).
+set -euo pipefail
+pack_dir=$(cd "$(dirname "$0")/.." && pwd)
+eval "$("$pack_dir/tools/setup_env.sh")"
+export FIFO_PYTHON="$PYTHON" FIFO_COMFYUI_ROOT="$COMFYUI"
+cd "$pack_dir"
+exec "$PYTHON" -m pytest -p no:cacheprovider "${@:-tests}"
