@@ -68,13 +68,15 @@ def comfy_root():
 
 @pytest.fixture(scope="session")
 def host():
-    """ComfyUI's `nodes` module with this pack loaded by `load_custom_node`."""
+    """ComfyUI's `nodes` module with its built-in extra nodes and this pack loaded by `load_custom_node`."""
     root = comfy_root()
     if root not in sys.path:
         sys.path.insert(0, root)
     from comfy.cli_args import args
     args.cpu = True
     import nodes
+    if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(nodes.init_builtin_extra_nodes())      # comfy_extras: SamplerCustom, CFGGuider, ...
     if not any(name.startswith("FIFOInfinity") or name.startswith("VideoCrafter") for name in nodes.NODE_CLASS_MAPPINGS):
         assert asyncio.run(nodes.load_custom_node(PACK_DIR)), "ComfyUI failed to load the pack"
     return nodes
