@@ -74,6 +74,7 @@ def host():
         sys.path.insert(0, root)
     from comfy.cli_args import args
     args.cpu = True
+    import utils.install_util  # noqa: F401  ComfyUI's top-level `utils` package, before nodes.py puts comfy/ (with utils.py) first on sys.path
     import nodes
     if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
         asyncio.run(nodes.init_builtin_extra_nodes())      # comfy_extras: SamplerCustom, CFGGuider, ...
@@ -93,3 +94,27 @@ def tiny_model(host, tiny_checkpoint, manifest):
     import torch
     from fifo_infinity.videocrafter.loader import load_videocrafter
     return load_videocrafter(tiny_checkpoint, text_heads=manifest["text_encoder"]["heads"], dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory, reference_dir):
+    """Model folders for a server: the reference tiny model in `checkpoints` (and the I2V one if present)."""
+    root = tmp_path_factory.mktemp("models")
+    checkpoints = root / "checkpoints"
+    checkpoints.mkdir()
+    os.symlink(os.path.join(reference_dir, "tiny_vc2.safetensors"), checkpoints / "tiny_vc2.safetensors")
+    return {"checkpoints": str(checkpoints), "videocrafter": str(root / "videocrafter")}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, model_folders):
+    """A real ComfyUI `main.py --cpu` server with the pack, shared by the server tests."""
+    from server_harness import ComfyServer
+    instance = ComfyServer(comfy_root(), str(tmp_path_factory.mktemp("server")), model_folders).start()
+    yield instance
+    instance.stop()
+
+
+def load_api_workflow(name):
+    with open(os.path.join(PACK_DIR, "example_workflows", "api", name)) as f:
+        return json.load(f)
