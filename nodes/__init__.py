@@ -2,9 +2,9 @@
 
 from comfy_api.latest import ComfyExtension
 
-from . import latent, loader
+from . import conditioning, latent, loader
 
-NODE_MODULES = [loader, latent]
+NODE_MODULES = [loader, latent, conditioning]
 
 
 class FifoInfinityExtension(ComfyExtension):
