@@ -123,3 +123,16 @@ def test_empty_video_latent_shapes_and_size_errors(host):
     message = node.validate_inputs(width=500, height=320, frames=16)
     assert "width = 500" in message and "448 or 512" in message
     assert node.validate_inputs(width=512, height=320, frames=16) is True
+
+
+def test_fps_conditioning_reaches_the_unet(host, tiny_model):
+    """The VideoCrafter FPS node sets the conditioning key the model turns into its per-frame fps input."""
+    node = host.NODE_CLASS_MAPPINGS["VideoCrafterFPS"]
+    conditioning = [[torch.zeros(1, 77, 64), {}]]
+    tagged = node.execute(conditioning, 24).result[0]
+    assert tagged[0][1]["fps"] == 24 and "fps" not in conditioning[0][1]
+    model = tiny_model[0].model
+    extra = model.extra_conds(fps=24, cross_attn=tagged[0][0], noise=torch.zeros(16, 4, 8, 16), device="cpu")
+    assert torch.equal(extra["fps"].process_cond(batch_size=16, device="cpu").cond, torch.full((16,), 24.0))
+    default = model.extra_conds(cross_attn=tagged[0][0], noise=torch.zeros(16, 4, 8, 16), device="cpu")
+    assert torch.equal(default["fps"].process_cond(batch_size=16, device="cpu").cond, torch.full((16,), 8.0))
