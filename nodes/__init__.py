@@ -2,9 +2,9 @@
 
 from comfy_api.latest import ComfyExtension
 
-from . import conditioning, latent, loader
+from . import conditioning, infinity, latent, loader, video
 
-NODE_MODULES = [loader, latent, conditioning]
+NODE_MODULES = [loader, latent, conditioning, video, infinity]
 
 
 class FifoInfinityExtension(ComfyExtension):
