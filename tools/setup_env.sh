@@ -16,6 +16,14 @@ mkdir -p "$env_root"
 
 log() { echo "[setup] $*" >&2; }
 
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; it never downloads a browser).
+if [ -z "${FIFO_SKIP_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian chromium for the browser tests"
+    (apt-get install -y -q chromium chromium-driver >&2 || { apt-get update -q >&2 && apt-get install -y -q chromium chromium-driver >&2; }) \
+        || log "chromium could not be installed: the browser tests will fail"
+fi
+
 link_pack() {  # $1 = host root
     local target="$1/custom_nodes/fifo-infinity"
     mkdir -p "$1/custom_nodes"
