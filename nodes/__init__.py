@@ -2,9 +2,9 @@
 
 from comfy_api.latest import ComfyExtension
 
-from . import conditioning, infinity, latent, loader, video
+from . import conditioning, consistency, fifo, infinity, latent, loader, video
 
-NODE_MODULES = [loader, latent, conditioning, video, infinity]
+NODE_MODULES = [loader, latent, conditioning, video, fifo, infinity, consistency]
 
 
 class FifoInfinityExtension(ComfyExtension):

@@ -1,4 +1,4 @@
-"""VideoCrafter2 Checkpoint Loader: MODEL, CLIP and VAE from one VideoCrafter checkpoint."""
+"""VideoCrafter2 Checkpoint Loader: MODEL, CLIP, VAE (and an I2V checkpoint's image encoder) from one VideoCrafter checkpoint."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..videocrafter import convert
+from ..videocrafter.image_encoder import build_image_encoder
 from ..videocrafter.loader import load_videocrafter
-from .common import category
+from .common import ImageEncoder, category
 
 MODEL_FOLDER = "videocrafter"
 CHECKPOINT_EXTENSIONS = {".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".sft"}
 
-# Register models/videocrafter (plus anything extra_model_paths.yaml adds) once at import.
+# The pack's own models/ folder: the bundled tiny model (models/fifo_infinity_tiny_vc2.safetensors).
+BUNDLED_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+# Register models/videocrafter (plus anything extra_model_paths.yaml adds) once at import, and the bundled
+# models folder as one more path of the `videocrafter` folder, so the tiny model is offered like any other.
 if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (
         [os.path.join(folder_paths.models_dir, MODEL_FOLDER)], CHECKPOINT_EXTENSIONS)
+if BUNDLED_MODELS_DIR not in folder_paths.get_folder_paths(MODEL_FOLDER):
+    folder_paths.add_model_folder_path(MODEL_FOLDER, BUNDLED_MODELS_DIR)
 
 
 def checkpoint_choices() -> list[str]:
@@ -46,7 +53,9 @@ class VideoCrafterCheckpointLoader(io.ComfyNode):
                 "Loads a VideoCrafter2 text-to-video checkpoint (the release's model.ckpt, or a .safetensors copy) "
                 "as a 3D-UNet MODEL managed by ComfyUI, ComfyUI's SD2 OpenCLIP-H text encoder (CLIP) and the SD "
                 "KL-f8 VAE. Looks in models/videocrafter and models/checkpoints. Pickled .ckpt files are loaded "
-                "weights-only: a file that would need to run code is refused."),
+                "weights-only: a file that would need to run code is refused. VideoCrafter1 image-to-video checkpoints "
+                "(Image2Video_512 model.ckpt) load too: their UNet gets its image cross-attention and the fourth "
+                "output carries their image encoder for Image to Video Conditioning."),
             inputs=[
                 io.Combo.Input("ckpt_name", options=checkpoint_choices(),
                                tooltip="VideoCrafter2 checkpoint (VideoCrafter/VideoCrafter2 on Hugging Face, file model.ckpt) "
@@ -61,6 +70,10 @@ class VideoCrafterCheckpointLoader(io.ComfyNode):
                 io.Model.Output(tooltip="The VideoCrafter2 3D UNet. Latents are frames-as-batch [frames, 4, H/8, W/8]."),
                 io.Clip.Output(tooltip="OpenCLIP ViT-H text encoder, penultimate layer (ComfyUI's SD2 CLIP)."),
                 io.Vae.Output(tooltip="SD KL-f8 VAE; decodes each frame independently."),
+                ImageEncoder.Output(display_name="IMAGE_ENCODER",
+                                    tooltip="VideoCrafter1 image-to-video checkpoints only: the OpenCLIP ViT-H image "
+                                            "tower and the 16-token Resampler, for Image to Video Conditioning. Empty "
+                                            "(None) for text-to-video checkpoints."),
             ],
         )
 
@@ -68,11 +81,12 @@ class VideoCrafterCheckpointLoader(io.ComfyNode):
     def execute(cls, ckpt_name: str, rescale_schedule: bool = True):
         path = resolve_checkpoint(ckpt_name)
         try:
-            model, clip, vae, _ = load_videocrafter(path, rescale=rescale_schedule,
-                                                    embedding_directory=folder_paths.get_folder_paths("embeddings"))
+            model, clip, vae, parts = load_videocrafter(path, rescale=rescale_schedule,
+                                                        embedding_directory=folder_paths.get_folder_paths("embeddings"))
+            image_encoder = build_image_encoder(parts)
         except convert.CheckpointError as error:
             raise ValueError(f"ckpt_name: {error}") from error
-        return io.NodeOutput(model, clip, vae)
+        return io.NodeOutput(model, clip, vae, image_encoder)
 
 
 NODES = [VideoCrafterCheckpointLoader]

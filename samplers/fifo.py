@@ -256,6 +256,7 @@ def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSche
     return queue
 
 
+@torch.no_grad()   # without it, the autograd graph through the queue keeps every iteration alive (memory grows with N)
 def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor, num_frames: int,
                 options: FifoOptions, noise: NoiseSource, schedule: DDIMSchedule | None = None,
                 prompt_schedule: PromptSchedule | None = None,
@@ -304,6 +305,7 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor,
     return output
 
 
+@torch.no_grad()   # without it, the autograd graph through the queue keeps every iteration alive (memory grows with N)
 def fifo_generate(eps_model: Callable[..., torch.Tensor], num_frames: int, frame_shape: tuple[int, ...],
                   options: FifoOptions, noise: NoiseSource, base_clip: torch.Tensor | None = None,
                   prompt_schedule: PromptSchedule | None = None, device: torch.device | str = "cpu",

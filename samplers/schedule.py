@@ -4,14 +4,15 @@ Official semantics ([off] `scripts/evaluation/funcs.py::fifo_ddim_sampling_multi
 covers `frame_counts[j]` output frames; at FIFO iteration i the *whole queue* is conditioned on the prompt of
 the frame popped at that iteration, output frame `u = i - (S - f)` (warm-up iterations, u < 0, use prompt 0).
 
-Ours on top: a transition of K frames. The first K frames of each new prompt's range are conditioned on a
-linear interpolation of the two prompts' text embeddings, weight `(u - B + 1) / (K + 1)` for the new prompt at
-frame u after the boundary B; K = 0 is exactly the official switch.
+Ours on top: a transition of K frames at each boundary. The first K frames of a new prompt's range are
+conditioned on a linear interpolation of the two prompts' text embeddings, weight `(u - B + 1) / (K + 1)` for
+the new prompt at output frame u >= B (the boundary); K = 0 is exactly the official switch. Boundaries closer
+than K frames blend three or more prompts; the weights always sum to 1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PromptMix = tuple[tuple[int, float], ...]
 """`((prompt index, weight), ...)`, weights > 0 summing to 1; one entry except inside a transition."""
@@ -23,9 +24,14 @@ class PromptScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class PromptSchedule:
-    """`frame_counts[j]` output frames for prompt j, consecutive from output frame 0; `transition` = K frames."""
+    """`frame_counts[j]` output frames for prompt j, consecutive from output frame 0.
+
+    transition: K frames of blending at every boundary (an int), or one K per boundary (J - 1 ints: the K of
+    boundary j is the blend from prompt j into prompt j + 1).
+    """
     frame_counts: tuple[int, ...]
-    transition: int = 0
+    transition: int | tuple[int, ...] = 0
+    transitions: tuple[int, ...] = field(init=False, default=())   # one K per boundary (derived)
 
     def __post_init__(self):
         counts = tuple(int(c) for c in self.frame_counts)
@@ -35,8 +41,17 @@ class PromptSchedule:
         for j, count in enumerate(counts):
             if count < 1:
                 raise PromptScheduleError(f"prompt {j + 1} of the schedule has frames = {count}; each prompt needs >= 1 frame")
-        if self.transition < 0:
-            raise PromptScheduleError(f"transition = {self.transition} frames: must be >= 0")
+        if isinstance(self.transition, int):
+            transitions = (self.transition,) * (len(counts) - 1)
+        else:
+            transitions = tuple(int(k) for k in self.transition)
+            if len(transitions) != len(counts) - 1:
+                raise PromptScheduleError(f"{len(transitions)} transitions for {len(counts)} prompts: give one per "
+                                          f"boundary ({len(counts) - 1})")
+        for j, k in enumerate(transitions):
+            if k < 0:
+                raise PromptScheduleError(f"transition = {k} frames into prompt {j + 2}: must be >= 0")
+        object.__setattr__(self, "transitions", transitions)
 
     @property
     def total_frames(self) -> int:
@@ -64,7 +79,7 @@ class PromptSchedule:
         weights = [0.0] * len(self.frame_counts)
         weights[0] = 1.0
         for j, boundary in enumerate(self.boundaries):
-            w = min(1.0, max(0.0, (frame - boundary + 1) / (self.transition + 1)))
+            w = min(1.0, max(0.0, (frame - boundary + 1) / (self.transitions[j] + 1)))
             if w > 0.0:
                 weights = [(1.0 - w) * v for v in weights]
                 weights[j + 1] += w

@@ -3,11 +3,11 @@
 A long video of W*F frames is denoised as W clips of F frames in layer lockstep. Inside every temporal
 layer a clip sees more than its own frames:
 
-- temporal attention (paper section 4.1, "dual-scope attention"): its own keys, `padding` keys of each
+- temporal attention (paper, section "Dual-scope attention"): its own keys, `padding` keys of each
   neighbouring clip (local context; zeros at the video ends, left unmasked) and `global_frames` keys
   sampled with a stride from every clip (global context); timestep-dependent logit biases favour the
   global keys early (t >= global_phase.t) and the local keys late (t < local_phase.t);
-- temporal convolution (paper section 4.2, "clip parallelism"): `conv_context_frames` input frames of each
+- temporal convolution (paper section 4.2, "Clip parallelism"): `conv_context_frames` input frames of each
   neighbour (zeros at the ends), cropped again after the convolutions;
 - optionally (paper section 4.2, footnote 4; NOT in the released code) GroupNorm statistics synchronised
   over all clips, for the temporal transformer norm and the temporal conv GroupNorms.
@@ -42,7 +42,7 @@ class Phase:
 
     `t`: threshold on the diffusion timestep (0-999); `local_bias` / `global_bias`: added to the logits of
     the local block (own frames and neighbours' padding) / of the global block. The local phase applies
-    when `t_current < t`, the global phase when `t_current >= t` (paper section 4.1; spec section 3.4).
+    when `t_current < t`, the global phase when `t_current >= t` (paper, "Dual-scope attention"; spec section 3.4).
     """
     t: float
     local_bias: float
@@ -144,7 +144,8 @@ def option_errors(options: VideoInfinityOptions) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 def clip_count(frames: int, frames_per_clip: int) -> int:
-    """W = frames / F for a long latent of `frames` frames; raises if it is not a whole number of clips."""
+    """W = frames / F for a long latent `[frames, 4, h, w]` (paper section 4.2: the video is cut into W clips of
+    F frames); raises if it is not a whole number of clips."""
     if frames_per_clip < 1:
         raise VideoInfinityError(f"frames_per_clip must be at least 1 (got {frames_per_clip})")
     if frames < frames_per_clip or frames % frames_per_clip:
@@ -157,7 +158,7 @@ def clip_count(frames: int, frames_per_clip: int) -> int:
 
 
 def check_clips(options: VideoInfinityOptions, clips: int) -> None:
-    """Errors that depend on the video length: the global set cannot be larger than the video."""
+    """Errors that depend on the video length W*F: the global set ("Dual-scope attention") cannot be larger than it."""
     total = clips * options.frames_per_clip
     if options.dual_scope_attention and options.global_frames > total:
         raise VideoInfinityError(
@@ -166,9 +167,9 @@ def check_clips(options: VideoInfinityOptions, clips: int) -> None:
 
 
 def partition_clips(clips: int, participants: int) -> list[int]:
-    """Clips per participant, contiguous and in clip order; sizes differ by at most one (earlier ones larger).
-
-    `[W]` for one participant. Every participant needs at least one clip.
+    """`[P]` clips per participant, contiguous and in clip order; sizes differ by at most one (earlier ones
+    larger). `[W]` for one participant. Every participant needs at least one clip. Paper section 4.2 (one clip
+    per device); spec section 2.1.
     """
     if participants < 1:
         raise VideoInfinityError("at least one participant is needed")
@@ -181,18 +182,20 @@ def partition_clips(clips: int, participants: int) -> list[int]:
 
 
 def prompt_index(clip: int, clips: int, prompts: int) -> int:
-    """Which of P prompts conditions clip r of W: floor(r * P / W) (official `inference.py`)."""
+    """Which of P prompts conditions clip r of W: floor(r * P / W) (official `inference.py`; the paper's
+    multi-prompt video of Fig. 1; spec section 2.1). Returns an index in [0, P)."""
     if prompts < 1 or clips < 1 or not 0 <= clip < clips:
         raise VideoInfinityError(f"bad prompt assignment request: clip {clip} of {clips}, {prompts} prompts")
     return clip * prompts // clips
 
 
 # ---------------------------------------------------------------------------------------------------
-# Global context (paper section 4.1 "global context"; spec section 3.2)
+# Global context (paper, "Dual-scope attention", global context; spec section 3.2)
 # ---------------------------------------------------------------------------------------------------
 
 def global_frame_indices(frames_per_clip: int, clips: int, global_frames: int) -> tuple[list[int], int]:
-    """(indices inside each clip, G): which frames every clip contributes to the global set and its size.
+    """(indices inside each clip, G): which frames every clip contributes to the global set and its size
+    (paper, "Dual-scope attention", global context; spec section 3.2). Returns a list of len ceil(F / stride) and an int.
 
     Official `get_topk`: share = global_frames // W, stride = max(F // share, 1) (10**6 if share is 0),
     indices = arange(0, F, stride), i.e. ceil(F / stride) frames per clip (not necessarily `share`); the
@@ -207,7 +210,7 @@ def global_frame_indices(frames_per_clip: int, clips: int, global_frames: int) -
 
 
 # ---------------------------------------------------------------------------------------------------
-# Mask and biases (paper section 4.1; spec sections 3.4 and 3.5)
+# Mask and biases (paper, "Dual-scope attention"; spec sections 3.4 and 3.5)
 # ---------------------------------------------------------------------------------------------------
 
 MASK_BASE = 1.0           # the official mask starts at ones, not zeros
@@ -215,7 +218,7 @@ UNMASKED_ABOVE = -100.0   # token_num_scale counts the columns whose mask is >= 
 
 
 def base_mask(frames_per_clip: int, padding: int, global_count: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """`[F, F + 2p + G]`: +1 where a query may look, -inf elsewhere.
+    """`[F, F + 2p + G]`: +1 where a query may look, -inf elsewhere (paper, "Dual-scope attention"; spec section 3.4).
 
     Columns: `[0, p)` left neighbour's last p frames (or zeros), `[p, F + p)` own frames, `[F + p, F + 2p)`
     right neighbour's first p frames (or zeros), then the G global frames. Row i sees local columns
@@ -233,7 +236,8 @@ def base_mask(frames_per_clip: int, padding: int, global_count: int, dtype=torch
 
 def attention_bias(timesteps: torch.Tensor, options: VideoInfinityOptions, global_count: int,
                    dtype=torch.float32) -> torch.Tensor:
-    """`[..., F, S]` additive logits bias for queries at `timesteps` `[..., F]` (one timestep per query frame).
+    """`[..., F, S]` additive logits bias for queries at `timesteps` `[..., F]` (one timestep per query frame);
+    paper, "Dual-scope attention" (the timestep-dependent balance of local and global context), spec section 3.4.
 
     base_mask, then (official order, each addition in `dtype`) the local phase's biases where t < its
     threshold, then the global phase's where t >= its threshold. With one timestep per call (the official
@@ -259,7 +263,8 @@ def phase_threshold(phase: Phase) -> float:
 
 def softmax_scale(head_dim: int, options: VideoInfinityOptions, bias: torch.Tensor) -> float | torch.Tensor:
     """1/sqrt(d) * attn_scale, or with token_num_scale a float32 `[..., F, 1]` tensor times ln(n)/ln(16),
-    n = the number of columns of the row whose bias is >= -100 (spec section 3.5: log base 16, no root)."""
+    n = the number of columns of the row whose bias `[..., F, S]` is >= -100 (not in the paper; the official
+    code's option; spec section 3.5: log base 16, no root)."""
     base = options.attn_scale / math.sqrt(head_dim)
     if not options.token_num_scale:
         return base
@@ -283,7 +288,8 @@ class Context:
 
 def exchange_context(tensors: list[torch.Tensor], time_dim: int, pad: int, endpoint,
                      global_indices: list[int] | None = None, global_count: int = 0) -> list[Context]:
-    """Neighbour context (`pad` frames each side, zeros at the video ends) and the global set for each tensor.
+    """Neighbour context (`pad` frames each side, zeros at the video ends) and the global set for each tensor
+    (paper, "Clip parallelism" (section 4.2) and App. A.2; spec sections 2.2-2.3). Returns one `Context` per tensor.
 
     tensors: clip-major `[chunks, clips, ...]` (the participant's clips), frames on `time_dim` (>= 2), all
     with the same layout; K and V of one attention travel in one exchange. Every participant must call
@@ -334,8 +340,9 @@ def exchange_context(tensors: list[torch.Tensor], time_dim: int, pad: int, endpo
 
 
 def _strided_frames(x: torch.Tensor, time_dim: int, indices: list[int], most_clips: int) -> torch.Tensor:
-    """`[chunks, *A, clips * len(indices), *B]`: frames `indices` of every clip, clip by clip, zero-padded to
-    `most_clips` clips so every participant sends the same shape."""
+    """`[chunks, *A, most_clips * len(indices), *B]` from `x` `[chunks, clips, *A, F, *B]`: frames `indices` of
+    every clip, clip by clip, zero-padded to `most_clips` clips so every participant sends the same shape
+    (paper, "Dual-scope attention", global context)."""
     picked = x.index_select(time_dim, torch.tensor(indices, device=x.device))   # [c, n, *A, k, *B]
     clips = x.shape[1]
     picked = picked.movedim(1, time_dim - 1).flatten(time_dim - 1, time_dim)    # [c, *A, n*k, *B]
@@ -347,9 +354,11 @@ def _strided_frames(x: torch.Tensor, time_dim: int, indices: list[int], most_cli
 
 
 def pad_with_neighbours(x: torch.Tensor, time_dim: int, pad: int, endpoint) -> torch.Tensor:
-    """`[chunks, clips, *A, F + 2 pad, *B]`: each clip with `pad` frames of each neighbour (zeros at the ends).
+    """`[chunks, clips, *A, F + 2 pad, *B]` from `x` `[chunks, clips, *A, F, *B]`: each clip with `pad` frames
+    of each neighbour (zeros at the ends).
 
-    The temporal-convolution context (official `ConvLayerPlugin.pad_context`, 4 frames).
+    The temporal-convolution context (paper section 4.2; official `ConvLayerPlugin.pad_context`, 4 frames;
+    spec section 3.7).
     """
     if pad == 0:
         return x
@@ -358,12 +367,12 @@ def pad_with_neighbours(x: torch.Tensor, time_dim: int, pad: int, endpoint) -> t
 
 
 # ---------------------------------------------------------------------------------------------------
-# Dual-scope attention (paper section 4.1; spec sections 3.3-3.6)
+# Dual-scope attention (paper, "Dual-scope attention"; spec sections 3.3-3.6)
 # ---------------------------------------------------------------------------------------------------
 
 def dual_scope_keys(k: torch.Tensor, v: torch.Tensor, options: VideoInfinityOptions, endpoint,
                     clips_total: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Local + global keys and values for every query clip.
+    """Local + global keys and values for every query clip (paper, "Dual-scope attention"; spec sections 3.2-3.4).
 
     k, v: `[chunks, clips, N, F, inner]` (N = spatial positions). Returns K, V `[chunks, clips, N, S, inner]`
     with S = F + 2p + G (left padding, own frames, right padding, global set) and G.
@@ -390,7 +399,8 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 27   # logits per chunk of spatial positions (bo
 
 def scaled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: torch.Tensor,
                      scale: float | torch.Tensor) -> torch.Tensor:
-    """Explicit attention in the official order: logits = q k^T, then * scale, then + bias, softmax, @ v.
+    """Explicit attention in the official order: logits = q k^T, then * scale, then + bias, softmax, @ v
+    (paper, "Dual-scope attention"; spec section 3.6).
 
     q `[V, N, F, inner]`, k / v `[V, N, S, inner]`, bias `[V, F, S]` (q's dtype), scale a float or a
     float32 `[V, F, 1]` tensor. Heads split as `(.., F, heads, d) -> (.., heads, F, d)`. Returns
@@ -424,7 +434,7 @@ def scaled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: i
 
 def dual_scope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, timesteps: torch.Tensor,
                          options: VideoInfinityOptions, endpoint, chunks: int) -> torch.Tensor:
-    """The whole dual-scope attention product for one participant's clips (before `to_out`).
+    """The whole dual-scope attention product for one participant's clips (before `to_out`); paper, "Dual-scope attention".
 
     q, k, v: `[chunks * clips * N, F, inner]` (rows video-major: chunk, clip, spatial position, as our
     temporal attention lays them out); timesteps: `[chunks * clips * F]` per-frame timesteps. Returns

@@ -1,8 +1,8 @@
 """Shared test fixtures.
 
 - The pack is importable as `fifo_infinity` whatever the clone's folder is called.
-- `reference_dir` / `vi_reference_dir`: the official-code fixtures, from `FIFO_REFERENCE_DIR` /
-  `VIDEO_INFINITY_REFERENCE_DIR` (defaults: `../shared/reference/...` next to the clone, then
+- `reference_dir` / `vi_reference_dir` / `i2v_reference_dir`: the official-code fixtures, from
+  `FIFO_REFERENCE_DIR` / `VIDEO_INFINITY_REFERENCE_DIR` / `FIFO_I2V_REFERENCE_DIR` (defaults: `../shared/reference/...` next to the clone, then
   `/work/shared/reference/...`). A missing fixture folder fails the tests that need it.
 - `host`: the real ComfyUI (`FIFO_COMFYUI_ROOT`, set by tools/run_tests.sh, or `COMFYUI_PATH`) imported
   in-process with the pack loaded through ComfyUI's own `load_custom_node`.
@@ -59,6 +59,36 @@ def vi_reference_dir():
     return _find_reference("VIDEO_INFINITY_REFERENCE_DIR", "video_infinity")
 
 
+@pytest.fixture(scope="session")
+def i2v_reference_dir():
+    """The VideoCrafter1 image-to-video fixtures (`FIFO_I2V_REFERENCE_DIR`, default ../shared/reference/vc1_i2v_tiny)."""
+    return _find_reference("FIFO_I2V_REFERENCE_DIR", "vc1_i2v_tiny")
+
+
+@pytest.fixture(scope="session")
+def i2v_manifest(i2v_reference_dir):
+    with open(os.path.join(i2v_reference_dir, "i2v_manifest.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def tiny_i2v(host, i2v_reference_dir, i2v_manifest):
+    """(MODEL, CLIP, VAE, parts, image encoder) of the reference tiny VideoCrafter1 I2V model, fp32, loaded by
+    our loader with the heads of its manifest (heads are not stored in the weights)."""
+    import torch
+    from fifo_infinity.videocrafter.image_encoder import build_image_encoder
+    from fifo_infinity.videocrafter.loader import load_videocrafter
+    vision, resampler = i2v_manifest["vision"], i2v_manifest["resampler"]
+    # text heads are not in i2v_manifest.json: the text tower has vc2_tiny's layout (2 heads of 32), which
+    # test_i2v's text-embedding test checks against the fixture's own embeddings
+    text_heads = i2v_manifest.get("text_heads", 2)
+    model, clip, vae, parts = load_videocrafter(os.path.join(i2v_reference_dir, "tiny_vc1_i2v.safetensors"),
+                                                text_heads=text_heads, dtype=torch.float32)
+    encoder = build_image_encoder(parts, vision_heads=vision["width"] // vision["head_width"],
+                                  resampler_heads=resampler["heads"], dtype=torch.float32)
+    return model, clip, vae, parts, encoder
+
+
 def comfy_root():
     root = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH")
     if not root:
@@ -103,6 +133,9 @@ def model_folders(tmp_path_factory, reference_dir):
     checkpoints = root / "checkpoints"
     checkpoints.mkdir()
     os.symlink(os.path.join(reference_dir, "tiny_vc2.safetensors"), checkpoints / "tiny_vc2.safetensors")
+    i2v = os.environ.get("FIFO_I2V_REFERENCE_DIR") or os.path.join(reference_dir, "..", "vc1_i2v_tiny")
+    if os.path.isfile(os.path.join(i2v, "tiny_vc1_i2v.safetensors")):
+        os.symlink(os.path.abspath(os.path.join(i2v, "tiny_vc1_i2v.safetensors")), checkpoints / "tiny_vc1_i2v.safetensors")
     return {"checkpoints": str(checkpoints), "videocrafter": str(root / "videocrafter")}
 
 

@@ -110,7 +110,8 @@ def test_loader_node_lists_both_folders_and_reports_errors(host, tmp_path, tiny_
     spec = node.INPUT_TYPES()["required"]["ckpt_name"]
     choices = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
     assert "tiny_vc2.safetensors" in choices and "image_model.safetensors" in choices
-    model, clip, vae = node.execute("tiny_vc2.safetensors").result
+    model, clip, vae, image_encoder = node.execute("tiny_vc2.safetensors").result
+    assert image_encoder is None          # text-to-video checkpoint: no image encoder (VideoCrafter1 I2V has one)
     assert type(model.model).__name__ == "VideoCrafterModel"
     with pytest.raises(ValueError, match="ckpt_name: image_model.safetensors is an image diffusion checkpoint"):
         node.execute("image_model.safetensors")

@@ -22,6 +22,9 @@ are ComfyUI's `SpatialTransformer`, so every pack's attention patch works here):
   `to_out`). Used by Video-Infinity's dual-scope attention.
 - `transformer_options["patches_replace"]["temporal_conv"]`: `fn(block, x, extra_options) -> out` replacing
   `TemporalConvBlock.forward` on `x` `[B, C, T, h, w]`. Used by Video-Infinity's neighbour context.
+- `transformer_options["patches_replace"]["temporal_norm"]`: `fn(norm, x, extra_options) -> out` replacing
+  the GroupNorm of every temporal transformer on `x` `[B, C, T, h, w]`. Used by Video-Infinity's
+  synchronised GroupNorm.
 
 `extra_options` holds the transformer options (minus patches) plus `block` (("input", i), ("middle", 0),
 ("output", i) or ("init", 0)), `attention` ("attn1"/"attn2"), `n_heads`, `dim_head`, `video_length` and
@@ -171,7 +174,9 @@ class TemporalTransformer(nn.Module):
         n, c, h, w = x.shape
         b = n // video_length
         x_in = x
-        x = self.norm(x.unflatten(0, (b, video_length)).transpose(1, 2))         # [B, C, T, h, w]
+        x = x.unflatten(0, (b, video_length)).transpose(1, 2)                    # [B, C, T, h, w]
+        norm_replace = extra_options.get("patches_replace", {}).get("temporal_norm")
+        x = self.norm(x) if norm_replace is None else norm_replace(self.norm, x, extra_options)
         x = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, video_length)       # [B*h*w, C, T]
         if self.use_linear:
             x = self.proj_in(x.transpose(1, 2))
@@ -223,6 +228,11 @@ class UNet3D(nn.Module):
             heads = ch // num_head_channels
             layers = [SpatialTransformer(ch, heads, num_head_channels, depth=transformer_depth, context_dim=context_dim,
                                          use_linear=use_linear, use_checkpoint=False, **kw)]
+            # -- VideoCrafter1 image-to-video (issue 6): image cross-attention (to_k_ip/to_v_ip) in every spatial attn2
+            if image_cross_attention:
+                from .image_attention import add_image_cross_attention
+                add_image_cross_attention(layers[0], context_dim, **kw)
+            # -- end image-to-video
             if temporal_attention:
                 layers.append(TemporalTransformer(ch, heads, num_head_channels, depth=transformer_depth,
                                                   use_linear=use_linear, **kw))

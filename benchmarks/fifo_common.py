@@ -1,0 +1,122 @@
+"""Shared set-up of the FIFO benchmarks: a real ComfyUI in-process with the pack, the tiny reference model,
+and one FIFO sampling through ComfyUI's CFGGuider with the FIFO SAMPLER (the path users run)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(PACK_DIR, "benchmarks", "results")
+DEFAULT_COMFYUI = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH") or \
+    os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75")
+
+
+def reference_dir() -> str:
+    for path in (os.environ.get("FIFO_REFERENCE_DIR"), os.path.join(PACK_DIR, "..", "shared", "reference", "vc2_tiny"),
+                 "/work/shared/reference/vc2_tiny"):
+        if path and os.path.isdir(path):
+            return os.path.abspath(path)
+    raise SystemExit("reference fixtures not found: set FIFO_REFERENCE_DIR")
+
+
+def load_host(comfyui: str):
+    """ComfyUI's `nodes` module (CPU mode, built-in extra nodes) and the pack imported as `fifo_infinity`."""
+    if comfyui not in sys.path:
+        sys.path.insert(0, comfyui)
+    from comfy.cli_args import args
+    args.cpu = True
+    import utils.install_util  # noqa: F401  ComfyUI's `utils` package before nodes.py shadows it
+    import nodes
+    if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(nodes.init_builtin_extra_nodes())
+    if "fifo_infinity" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("fifo_infinity", os.path.join(PACK_DIR, "__init__.py"),
+                                                      submodule_search_locations=[PACK_DIR])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fifo_infinity"] = module
+        spec.loader.exec_module(module)
+    return nodes
+
+
+class TinyFifo:
+    """The tiny reference VideoCrafter2 (fp32, CPU) and its prompts; `run()` samples one FIFO video through
+    ComfyUI and returns the output plus timings (wall seconds in total and inside the UNet forward)."""
+
+    def __init__(self, comfyui: str = DEFAULT_COMFYUI):
+        import safetensors.torch
+        import torch
+        load_host(comfyui)
+        from fifo_infinity.videocrafter.loader import load_videocrafter
+        self.torch = torch
+        folder = reference_dir()
+        with open(os.path.join(folder, "manifest.json")) as f:
+            self.manifest = json.load(f)
+        self.model, _, _, _ = load_videocrafter(os.path.join(folder, "tiny_vc2.safetensors"),
+                                                text_heads=self.manifest["text_encoder"]["heads"], dtype=torch.float32)
+        embeddings = safetensors.torch.load_file(os.path.join(folder, "stages.safetensors"))["text.embeddings"]
+        fps = self.manifest["fifo"]["fps"]
+        self.positive = [[embeddings[1:2], {"fps": fps}]]
+        self.negative = [[embeddings[0:1], {"fps": fps}]]
+        self.frame_shape = (4, *self.manifest["latent_hw"])
+
+    def run(self, frames: int, video_length: int, partitions: int, window_batch: int, eta: float = 1.0,
+            seed: int = 0, lookahead: bool = True):
+        import comfy.patcher_extension
+        import comfy.samplers
+        from fifo_infinity.nodes.fifo import FifoSampler, fifo_model, fifo_sigmas
+        from fifo_infinity.samplers.fifo import FifoOptions
+        torch = self.torch
+        options = FifoOptions(video_length=video_length, num_partitions=partitions, lookahead=lookahead, eta=eta,
+                              window_batch=window_batch)
+        unet_seconds = [0.0]
+        unet_calls = [0]
+
+        def time_unet(executor, *args, **kwargs):
+            start = time.perf_counter()
+            out = executor(*args, **kwargs)
+            unet_seconds[0] += time.perf_counter() - start
+            unet_calls[0] += 1
+            return out
+
+        model = fifo_model(self.model)
+        model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "benchmark_timer", time_unet)
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(self.positive, self.negative)
+        guider.set_cfg(self.manifest["fifo"]["cfg_scale"])
+        latent = torch.zeros(frames, *self.frame_shape)
+        sigmas = fifo_sigmas(model.get_model_object("model_sampling"), options)
+        stamps = []
+        start = time.perf_counter()
+        out = guider.sample(torch.zeros_like(latent), latent, FifoSampler(options), sigmas, seed=seed, disable_pbar=True,
+                            callback=lambda step, x0, x, steps: stamps.append(time.perf_counter()))
+        total = time.perf_counter() - start
+        base = stamps[options.steps - 1] - start        # the first S callbacks are the base clip's DDIM steps
+        return out, dict(total=total, base=base, fifo=total - base, unet=unet_seconds[0], unet_calls=unet_calls[0],
+                         iterations=options.iterations(frames), base_steps=options.steps)
+
+
+def machine_note() -> str:
+    import torch
+    load = os.getloadavg()
+    return (f"CPU: {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+            f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (other jobs share these cores, "
+            f"so absolute times are noisy; ratios are measured within one run)")
+
+
+def write_section(name: str, text: str) -> str:
+    """Replace (or append) the section `name` of benchmarks/results/fifo.md; returns the file's path."""
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, "fifo.md")
+    body = open(path).read() if os.path.exists(path) else "# FIFO-Diffusion benchmarks (tiny reference model, CPU)\n"
+    block = f"<!-- {name} -->\n{text.strip()}\n<!-- /{name} -->"
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
+    body = pattern.sub(lambda _: block, body) if pattern.search(body) else body.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(body)
+    return path

@@ -1,0 +1,133 @@
+"""FIFO+ consistency tricks as composable nodes: Weighted Q-Cache and Image to Video Conditioning."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from comfy_api.latest import io
+
+from ..samplers.qcache import parse_levels
+from ..videocrafter.image_attention import TEXT_TOKENS
+from ..videocrafter.qcache_patch import ATTENTION_CHOICES, VARIANTS, apply_query_cache
+from .common import ImageEncoder, category
+
+log = logging.getLogger("fifo_infinity")
+
+
+class WeightedQCache(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOInfinityWeightedQCache",
+            display_name="Weighted Q-Cache",
+            category=category("consistency"),
+            description=(
+                "FIFO+'s weighted Q-cache against identity drift in long videos: in the UNet's decoder, the query of "
+                "the chosen attention becomes (1 - weight) * decoder query + weight * the query of the encoder block "
+                "at the same resolution, from the same forward pass (every window, CFG branch and step). Keys and "
+                "values stay the decoder's. Works with any sampler (stock KSampler, FIFO, Video-Infinity). "
+                "weight 0.9 is the FIFO+ author's setting; 1.0 is what the FIFO+ code does."),
+            inputs=[
+                io.Model.Input("model", tooltip="A VideoCrafter MODEL (VideoCrafter2 Checkpoint Loader). It is cloned, not changed."),
+                io.Float.Input("weight", default=0.9, min=0.0, max=1.0, step=0.01,
+                               tooltip="Share of the encoder's query in the decoder's query. 0 = off, 0.9 = FIFO+ author's "
+                                       "results, 1.0 = full replacement (the FIFO+ code's hard-coded value)."),
+                io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="attn1",
+                               tooltip="Which attention's query is blended. In temporal transformers both attn1 and attn2 "
+                                       "are self-attention over frames; FIFO+'s examples use attn1. In spatial "
+                                       "transformers attn1 is self-attention, attn2 cross-attention to the prompt."),
+                io.Combo.Input("transformers", options=list(VARIANTS), default="temporal",
+                               tooltip="temporal: the temporal transformers (FIFO+'s TTqcache, its main setting); "
+                                       "spatial: the per-frame spatial transformers (FIFO+'s STqcache); or both."),
+                io.String.Input("decoder_levels", default="all",
+                                tooltip="Decoder resolution levels to blend, 'all' or comma-separated numbers: 0 = full "
+                                        "latent resolution (output blocks 9-11), 1 = half (6-8), 2 = quarter (3-5). "
+                                        "The lowest level (0-2) has no attention."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
+                               tooltip="Start of the denoising range where the cache applies (0 = the first, noisiest step). "
+                                       "With FIFO each frame has its own noise level and is judged on its own."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
+                               tooltip="End of the denoising range where the cache applies (1 = the last step)."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with the weighted Q-cache patched in.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, decoder_levels: str, start_percent: float, end_percent: float):
+        # (named inputs skip ComfyUI's own min/max checks, so the range is checked here)
+        for name, value in (("start_percent", start_percent), ("end_percent", end_percent)):
+            if not 0.0 <= value <= 1.0:
+                return f"{name} = {value} is outside 0..1"
+        if start_percent > end_percent:
+            return f"start_percent ({start_percent}) must not be after end_percent ({end_percent})"
+        try:
+            parse_levels(decoder_levels, range(16))
+        except ValueError as error:
+            return str(error)
+        return True
+
+    @classmethod
+    def execute(cls, model, weight: float, attention: str, transformers: str, decoder_levels: str,
+                start_percent: float, end_percent: float):
+        try:
+            patched, _ = apply_query_cache(model, weight, attention, transformers, decoder_levels, start_percent, end_percent)
+        except ValueError as error:
+            raise ValueError(f"Weighted Q-Cache: {error}") from error
+        return io.NodeOutput(patched)
+
+
+def append_image_tokens(conditioning, tokens: torch.Tensor, text_tokens: int = TEXT_TOKENS):
+    """Each entry's context becomes its first `text_tokens` text tokens followed by `tokens` `[1, n, C]`."""
+    out = []
+    for context, options in conditioning:
+        if context.shape[-1] != tokens.shape[-1]:
+            raise ValueError(f"the text context is {context.shape[-1]} wide but the image tokens are "
+                             f"{tokens.shape[-1]}: the CLIP and the image encoder come from different models")
+        if context.shape[1] > text_tokens:
+            log.warning("Image to Video Conditioning: the context has %d tokens; VideoCrafter1 I2V reads the first %d "
+                        "as text (a longer prompt is cut), the rest is replaced by the image tokens",
+                        context.shape[1], text_tokens)
+            context = context[:, :text_tokens]
+        image = tokens.to(context.device, context.dtype).expand(context.shape[0], -1, -1)
+        out.append([torch.cat([context, image], dim=1), options.copy()])
+    return out
+
+
+class ImageToVideoConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOInfinityImageToVideoConditioning",
+            display_name="Image to Video Conditioning",
+            category=category("conditioning"),
+            description=(
+                "VideoCrafter1 image-to-video: encodes the image into 16 tokens (OpenCLIP ViT-H + the checkpoint's "
+                "Resampler) and appends them to the positive text context (77 + 16 tokens); the negative gets the tokens "
+                "of a mid-grey image, as the official code's unconditional branch. The image is stretched to 224x224 "
+                "like the official preprocessing. Needs a VideoCrafter1 Image2Video checkpoint (its image encoder "
+                "output); combines with the Weighted Q-Cache, FIFO and Video-Infinity."),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="Text conditioning of the prompt (CLIPTextEncode)."),
+                io.Conditioning.Input("negative", tooltip="Text conditioning of the negative prompt; VideoCrafter uses \"\"."),
+                ImageEncoder.Input("image_encoder", tooltip="IMAGE_ENCODER output of the VideoCrafter2 Checkpoint Loader "
+                                                            "with a VideoCrafter1 image-to-video checkpoint."),
+                io.Image.Input("image", tooltip="The image the video should follow; the first image of a batch is used."),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="positive", tooltip="Text tokens followed by the image's 16 tokens."),
+                io.Conditioning.Output(display_name="negative", tooltip="Text tokens followed by the mid-grey image's 16 tokens."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, image_encoder, image):
+        if image_encoder is None:
+            raise ValueError("image_encoder: this checkpoint has no image encoder (text-to-video); load a VideoCrafter1 "
+                             "image-to-video checkpoint (Image2Video_512 model.ckpt)")
+        tokens = image_encoder.encode(image[:1])
+        grey = image_encoder.unconditional_tokens()
+        return io.NodeOutput(append_image_tokens(positive, tokens), append_image_tokens(negative, grey))
+
+
+NODES = [WeightedQCache, ImageToVideoConditioning]

@@ -1,0 +1,497 @@
+"""FIFO-Diffusion nodes: the FIFO SAMPLER for SamplerCustom / SamplerCustomAdvanced, its sigmas, an all-in-one
+node and multi-prompt schedules. The algorithm lives in `samplers/` (pure torch); this file only adapts it to
+ComfyUI: the model is called through the guider (so CFG, hooks, wrappers and attention patches apply), noise
+comes from a seeded generator, progress and previews go through the sampling callback.
+
+How one FIFO model call reaches the UNet: the core hands `x [W*f, C, h, w]` (VP latents, model space) and one
+timestep per frame. We look up each frame's sigma in the model's own sigma table (so `model_sampling.timestep`
+gives back exactly that timestep, whatever schedule the model sampling has), feed the guider
+`X = x / c_in(sigma)` (so the UNet input is exactly x), and recover the noise prediction from the guider's
+denoised output, `eps = (X - denoised) / sigma` (EPS parameterisation; CFG is linear, so this is
+`e_u + cfg (e_c - e_u)`). The DDIM step itself is done by the core with VideoCrafter2's alphas: plain DDIM for
+the FIFO step and VideoCrafter2's rescaled DDIM for the base clip, whether or not the MODEL's sampling has the
+rescale switched on (DESIGN decision 4). The all-in-one node also switches it off on its model clone, so CFG
+functions see plain-DDIM denoised values.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+
+import comfy.conds
+import comfy.model_management
+import comfy.model_patcher
+import comfy.patcher_extension
+import comfy.sampler_helpers
+import comfy.samplers
+import comfy.utils
+import latent_preview
+import node_helpers
+from comfy_api.latest import io
+
+from ..samplers import ddim
+from ..samplers.fifo import QUEUE_INIT_MODES, FifoError, FifoOptions, GeneratorNoise, check_base_clip, fifo_generate
+from ..samplers.schedule import PromptSchedule, PromptScheduleError
+from .common import category
+from .latent import size_error
+
+log = logging.getLogger("fifo_infinity")
+
+WRAPPER_KEY = "fifo_infinity.fifo"
+FifoPromptScheduleType = io.Custom("FIFO_PROMPT_SCHEDULE")
+
+
+# ---------------------------------------------------------------------------------------------- prompt schedule
+
+class FifoPromptList:
+    """An immutable chain of `(CONDITIONING, frames, transition)` entries (the FIFO_PROMPT_SCHEDULE value)."""
+
+    def __init__(self, entries=()):
+        self.entries = tuple(entries)
+
+    def appended(self, conditioning, frames: int, transition: int) -> "FifoPromptList":
+        return FifoPromptList(self.entries + ((conditioning, int(frames), int(transition)),))
+
+    @property
+    def conditionings(self) -> list:
+        return [entry[0] for entry in self.entries]
+
+    def schedule(self) -> PromptSchedule:
+        return PromptSchedule(tuple(entry[1] for entry in self.entries),
+                              transition=tuple(entry[2] for entry in self.entries[1:]))
+
+    def with_values(self, values: dict) -> "FifoPromptList":
+        """A copy whose conditionings carry `values` (e.g. fps)."""
+        return FifoPromptList((node_helpers.conditioning_set_values(c, values), frames, k)
+                              for c, frames, k in self.entries)
+
+
+# ---------------------------------------------------------------------------------------------- the SAMPLER
+
+def fifo_sigmas(model_sampling, options: FifoOptions) -> torch.Tensor:
+    """SIGMAS `[S + 1]` of FIFO's DDIM grid in the model's sigma table: `sigma(tau_{S-1}) .. sigma(tau_0)`, then 0
+    (ComfyUI's convention; the FIFO step itself always ends on `a_0`, as the official code)."""
+    timesteps = ddim.ddim_timesteps(options.steps)
+    sigmas = model_sampling.sigmas.float().cpu()[timesteps.flip(0)]
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def schedule_from_sigmas(model_sampling, sigmas: torch.Tensor, options: FifoOptions) -> ddim.DDIMSchedule:
+    """The DDIM grid given by ComfyUI SIGMAS (`[S + 1]`, descending; the last value is ignored)."""
+    steps = int(sigmas.shape[-1]) - 1
+    if steps != options.steps:
+        raise FifoError(
+            f"sigmas has {steps} steps but the FIFO queue needs one DDIM level per main slot, f * n = "
+            f"{options.video_length} * {options.num_partitions} = {options.steps}: connect the FIFO Sigmas node "
+            f"with the same f and n (or a scheduler with steps = {options.steps})")
+    timesteps = model_sampling.timestep(sigmas[:-1].float().cpu()).long().flip(0)
+    if steps > 1 and not bool((timesteps[1:] > timesteps[:-1]).all()):
+        raise FifoError(f"sigmas map to timesteps {timesteps.flip(0).tolist()}, which repeat a level: FIFO needs "
+                        f"{options.steps} distinct noise levels (use the FIFO Sigmas node)")
+    abar = getattr(model_sampling, "alphas_cumprod", None)
+    if abar is None or abar.shape[0] != ddim.TRAIN_TIMESTEPS:
+        abar = ddim.alphas_cumprod()
+    return ddim.DDIMSchedule.build(timesteps=timesteps, eta=options.eta, abar=abar)
+
+
+def _cap_memory_estimate(frames: int, executor, model, noise_shape, *args, **kwargs):
+    """PREPARE_SAMPLING wrapper: ComfyUI estimates memory from the latent's frame count (N, any length); one
+    FIFO model call holds at most `frames` frames per cond, so estimate with that many."""
+    shape = list(noise_shape)
+    shape[0] = min(shape[0], frames)
+    return executor(model, shape, *args, **kwargs)
+
+
+def fifo_outer_sample_wrapper(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+    """OUTER_SAMPLE wrapper registered on FIFO model clones: when the sampler is a FIFO sampler, cap the memory
+    estimate of this sampling to one window batch (added to the guider's per-sampling model options only)."""
+    if isinstance(sampler, FifoSampler):
+        comfy.patcher_extension.add_wrapper_with_key(
+            comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, WRAPPER_KEY,
+            functools.partial(_cap_memory_estimate, sampler.frames_per_call), executor.class_obj.model_options,
+            is_model_options=True)
+    return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+
+
+def fifo_model(model: comfy.model_patcher.ModelPatcher) -> comfy.model_patcher.ModelPatcher:
+    """A clone of MODEL for FIFO: the memory-cap wrapper, and VideoCrafter2's rescale switched off in its model
+    sampling (the FIFO step is plain DDIM). The caller's MODEL is not modified."""
+    model = model.clone()
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, fifo_outer_sample_wrapper)
+    sampling = model.get_model_object("model_sampling")
+    if getattr(sampling, "rescale", False):
+        plain = type(sampling)(model.model.model_config, rescale=False)
+        model.add_object_patch("model_sampling", plain)
+    return model
+
+
+class FifoSampler(comfy.samplers.Sampler):
+    """ComfyUI SAMPLER running FIFO-Diffusion (`samplers.fifo`) through the guider it is given.
+
+    The latent's frame count is the number of output frames N (its content is not used); the output is
+    `[N, C, h, w]`. sigmas must have S = f * n steps (FIFO Sigmas). Randomness comes from the sampling seed.
+    """
+
+    def __init__(self, options: FifoOptions, base_clip: torch.Tensor | None = None,
+                 prompts: FifoPromptList | None = None):
+        self.options = options
+        self.base_clip = base_clip          # VAE-space LATENT samples [f, C, h, w] or None
+        self.prompts = prompts
+
+    @property
+    def frames_per_call(self) -> int:
+        """Most frames (per cond) in one model call: one window batch, or the f-frame base clip."""
+        return self.options.windows_per_call * self.options.video_length
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        guider = model_wrap
+        inner = guider.inner_model
+        sampling = inner.model_sampling
+        options = self.options
+        reference = latent_image if latent_image is not None else noise
+        if reference.ndim != 4:
+            raise FifoError(f"the latent has shape {tuple(reference.shape)}; FIFO needs a video latent laid out as "
+                            f"frames x channels x h x w (frames as batch, e.g. from Empty Video Latent)")
+        if denoise_mask is not None:
+            log.warning("FIFO Sampler: the latent's noise mask is ignored (FIFO generates every frame)")
+        num_frames = int(reference.shape[0])
+        frame_shape = tuple(reference.shape[1:])
+        options.check_num_frames(num_frames)
+        grid = schedule_from_sigmas(sampling, sigmas, options)
+        device = noise.device
+        seed = int(extra_args.get("seed") or 0)
+
+        base_clip = None
+        if self.base_clip is not None:
+            check_base_clip(self.base_clip, options, frame_shape)
+            base_clip = inner.process_latent_in(self.base_clip.to(device=device, dtype=torch.float32)).float()
+
+        model_options = comfy.model_patcher.create_model_options_clone(extra_args["model_options"])
+        model_options.setdefault("transformer_options", {})["video_length"] = options.video_length
+        sigma_table = sampling.sigmas.to(device=device, dtype=torch.float32)
+
+        prompt_schedule, conds_for = None, None
+        original_positive = guider.conds.get("positive")
+        if self.prompts is not None:
+            prompt_schedule = self.prompts.schedule()
+            prompt_schedule.check_covers(num_frames)
+            conds_for = _PromptConds(self.prompts, prompt_schedule, inner, noise, device, latent_image, seed)
+
+        def eps_model(x, timesteps, mix=None):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            sigma = sigma_table[timesteps.to(device)]
+            c_in = sampling.calculate_input(sigma, torch.ones((x.shape[0], 1, 1, 1), device=device, dtype=torch.float32))
+            model_input = x / c_in
+            if conds_for is not None:
+                guider.conds["positive"] = conds_for(mix)
+            denoised = guider(model_input, sigma, model_options=model_options, seed=seed)
+            return ((model_input - denoised.float()) / sigma.view(-1, 1, 1, 1)).float()
+
+        total_frames = options.iterations(num_frames)
+
+        def on_base_step(i, steps, pred_x0):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            if callback is not None:
+                callback(i, pred_x0, pred_x0, steps)
+
+        def on_frame(i, iterations, popped):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            if callback is not None and i < iterations - 1:
+                callback(i, popped, popped, iterations)
+
+        try:
+            output = fifo_generate(eps_model, num_frames, frame_shape, options, GeneratorNoise(seed, device),
+                                   base_clip=base_clip, prompt_schedule=prompt_schedule, device=device,
+                                   on_base_step=on_base_step, on_frame=on_frame, schedule=grid)
+        finally:
+            if conds_for is not None:
+                guider.conds["positive"] = original_positive
+        if callback is not None:   # last step: the whole video as x0, so SamplerCustom's denoised_output is it
+            callback(total_frames - 1, output, output, total_frames)
+        return output
+
+
+class _PromptConds:
+    """Processed positive conds per prompt of a schedule, and their text-embedding blends for a PromptMix."""
+
+    def __init__(self, prompts: FifoPromptList, schedule: PromptSchedule, model, noise, device, latent_image, seed):
+        self.processed = []
+        for conditioning in prompts.conditionings:
+            conds = {"positive": comfy.sampler_helpers.convert_cond(conditioning)}
+            conds = comfy.samplers.process_conds(model, noise, conds, device, latent_image, None, seed)
+            self.processed.append(conds["positive"])
+        for j, k in enumerate(schedule.transitions):
+            if k > 0:
+                self._check_blendable(j, j + 1)
+        self.cache = {}
+
+    def _embeddings(self, j):
+        return [entry["model_conds"]["c_crossattn"].cond for entry in self.processed[j]]
+
+    def _check_blendable(self, a, b):
+        ea, eb = self._embeddings(a), self._embeddings(b)
+        shapes_a, shapes_b = [tuple(e.shape) for e in ea], [tuple(e.shape) for e in eb]
+        if shapes_a != shapes_b:
+            raise FifoError(f"prompts {a + 1} and {b + 1} of the FIFO prompt schedule have text embeddings of shapes "
+                            f"{shapes_a} and {shapes_b}; a transition blends them, so they must match (keep both "
+                            f"prompts within 75 tokens, or set that transition to 0)")
+
+    def __call__(self, mix):
+        if mix is None:
+            mix = ((0, 1.0),)
+        if len(mix) == 1:
+            return self.processed[mix[0][0]]
+        if mix not in self.cache:
+            dominant = max(mix, key=lambda item: item[1])[0]
+            blended = []
+            for i, entry in enumerate(self.processed[dominant]):
+                tensor = sum(w * self.processed[j][i]["model_conds"]["c_crossattn"].cond for j, w in mix)
+                entry = entry.copy()
+                entry["model_conds"] = dict(entry["model_conds"], c_crossattn=comfy.conds.CONDCrossAttn(tensor))
+                blended.append(entry)
+            self.cache = {mix: blended}     # one iteration's mix at a time
+        return self.cache[mix]
+
+
+# ---------------------------------------------------------------------------------------------- nodes
+
+def _option_inputs():
+    return [
+        io.Int.Input("video_length", default=16, min=1, max=256,
+                     tooltip="f: frames per model call, the model's training clip length (VideoCrafter2: 16). "
+                             "Must be even with lookahead."),
+        io.Int.Input("num_partitions", default=4, min=1, max=64,
+                     tooltip="n: latent partitions. The queue holds f*n frames at f*n DDIM levels; more partitions "
+                             "= smaller noise spread inside one call (paper: better quality), more compute per frame."),
+        io.Boolean.Input("lookahead", default=True,
+                         tooltip="Lookahead denoising: 2n half-overlapping windows, each updating only its noisier half "
+                                 "with f/2 cleaner frames as context (paper default; twice the compute)."),
+        io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="DDIM eta of the FIFO step and the base clip. 1 = the official default (stochastic), "
+                               "0 = deterministic DDIM."),
+        io.Int.Input("window_batch", default=0, min=0, max=128,
+                     tooltip="Windows per model call: 0 = all windows of one iteration in one batch (fastest), "
+                             "lower to save memory. The result does not depend on it."),
+        io.Combo.Input("queue_init", options=list(QUEUE_INIT_MODES), default="official",
+                       tooltip="How the queue starts from the base clip: official (frame 0 repeated for the first "
+                               "S-f+1 slots) or uniform (FIFO+ 'unilatent': each base frame repeated n times)."),
+    ]
+
+
+def _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init) -> FifoOptions:
+    try:
+        return FifoOptions(video_length=video_length, num_partitions=num_partitions, lookahead=lookahead, eta=eta,
+                           window_batch=window_batch, queue_init=queue_init)
+    except FifoError as error:
+        raise ValueError(str(error)) from error
+
+
+def _validate_options(video_length, num_partitions, lookahead, eta, window_batch, queue_init):
+    """True, or the message of the first bad option (for validate_inputs; None = linked input, unknown yet)."""
+    values = dict(video_length=video_length, num_partitions=num_partitions, lookahead=lookahead, eta=eta,
+                  window_batch=window_batch, queue_init=queue_init)
+    defaults = dict(video_length=16, num_partitions=4, lookahead=True, eta=1.0, window_batch=0, queue_init="official")
+    try:
+        FifoOptions(**{k: defaults[k] if v is None else v for k, v in values.items()})
+    except FifoError as error:
+        return str(error)
+    return True
+
+
+def _base_clip_samples(base_clip, options: FifoOptions):
+    if base_clip is None:
+        return None
+    samples = base_clip["samples"]
+    try:
+        check_base_clip(samples, options)
+    except FifoError as error:
+        raise ValueError(str(error)) from error
+    return samples
+
+
+class FIFOSamplerNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOSampler",
+            display_name="FIFO Sampler",
+            category=category("sampling"),
+            description=(
+                "FIFO-Diffusion (Kim et al., NeurIPS 2024) as a SAMPLER for SamplerCustom / SamplerCustomAdvanced: "
+                "generates a video of any length with a clip model (VideoCrafter2) at constant memory. A queue of "
+                "f*n frames at increasing noise is denoised diagonally (each frame at its own timestep), the clean "
+                "head frame is popped every iteration and fresh noise enters the tail. Connect a video latent whose "
+                "frame count is the number of output frames N (e.g. Empty Video Latent), FIFO Sigmas with the same "
+                "f and n, and any guider (CFG, hooks and patches apply). Without a base clip, one f-frame clip is "
+                "first sampled with VideoCrafter2's own DDIM; the sampling seed drives all noise."),
+            inputs=_option_inputs() + [
+                io.Latent.Input("base_clip", optional=True,
+                                tooltip="Optional f-frame LATENT to build the queue from instead of sampling one "
+                                        "(same latent size as the video)."),
+                FifoPromptScheduleType.Input("prompt_schedule", optional=True,
+                                             tooltip="Optional FIFO Prompt Schedule: replaces the guider's positive "
+                                                     "prompt with several prompts over the video."),
+            ],
+            outputs=[io.Sampler.Output(tooltip="The FIFO sampler, for SamplerCustom / SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, video_length=None, num_partitions=None, lookahead=None, eta=None, window_batch=None,
+                        queue_init=None):
+        return _validate_options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+
+    @classmethod
+    def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
+                prompt_schedule=None):
+        options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+        return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule))
+
+
+class FIFOSigmasNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOSigmas",
+            display_name="FIFO Sigmas",
+            category=category("sampling"),
+            description=("The DDIM grid FIFO-Diffusion uses, round(linspace(0, 999, f*n)) (it includes t = 0 and "
+                         "t = 999; ComfyUI's ddim_uniform scheduler does not give it), as SIGMAS of the model: "
+                         "f*n levels, noisiest first, then 0."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model whose sigma table is used."),
+                io.Int.Input("video_length", default=16, min=1, max=256, tooltip="f, as in the FIFO Sampler."),
+                io.Int.Input("num_partitions", default=4, min=1, max=64, tooltip="n, as in the FIFO Sampler."),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="f*n + 1 sigmas for SamplerCustom / SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def execute(cls, model, video_length, num_partitions):
+        options = _options(video_length, num_partitions, False, 0.0, 0, "official")
+        return io.NodeOutput(fifo_sigmas(model.get_model_object("model_sampling"), options))
+
+
+class FIFOSamplerAllInOneNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOSamplerAllInOne",
+            display_name="FIFO Sampler (all-in-one)",
+            category=category("sampling"),
+            description=(
+                "Generates a long video with FIFO-Diffusion in one node: CFG guidance, FIFO's DDIM grid, the base "
+                "clip and the queue. Memory stays constant whatever the frame count (only the output latent grows). "
+                "Output: LATENT [frames, 4, height/8, width/8] for VAE Decode."),
+            inputs=[
+                io.Model.Input("model", tooltip="VideoCrafter2 MODEL (VideoCrafter2 Checkpoint Loader)."),
+                io.Conditioning.Input("positive", tooltip="What the video shows (ignored if a prompt schedule is connected)."),
+                io.Conditioning.Input("negative", tooltip="Unconditional prompt; the official code uses the empty prompt."),
+                io.Int.Input("frames", default=64, min=1, max=1000000,
+                             tooltip="N: number of output frames. Memory does not grow with it (except the output)."),
+                io.Int.Input("width", default=512, min=64, max=4096, step=64,
+                             tooltip="Frame width in pixels, a multiple of 64 (VideoCrafter2: 512)."),
+                io.Int.Input("height", default=320, min=64, max=4096, step=64,
+                             tooltip="Frame height in pixels, a multiple of 64 (VideoCrafter2: 320)."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="Seed of every random draw (base clip, queue, DDIM steps, new tail frames)."),
+                io.Float.Input("cfg", default=12.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale (official FIFO: 12)."),
+                *_option_inputs(),
+                io.Int.Input("fps", default=8, min=1, max=120,
+                             tooltip="fps conditioning of VideoCrafter2 (official FIFO: 8); not the playback rate."),
+                io.Latent.Input("base_clip", optional=True,
+                                tooltip="Optional f-frame LATENT to start from instead of sampling a base clip."),
+                FifoPromptScheduleType.Input("prompt_schedule", optional=True,
+                                             tooltip="Optional FIFO Prompt Schedule replacing positive."),
+            ],
+            outputs=[io.Latent.Output(tooltip="The video latent, N frames as batch.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, frames=None, width=None, height=None, video_length=None, num_partitions=None,
+                        lookahead=None, eta=None, window_batch=None, queue_init=None):
+        if frames is not None and frames < 1:
+            return f"frames N = {frames}: generate at least 1 frame"
+        for name, value in (("width", width), ("height", height)):
+            if value is not None and (message := size_error(name, value)):
+                return message
+        return _validate_options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+
+    @classmethod
+    def execute(cls, model, positive, negative, frames, width, height, seed, cfg, video_length, num_partitions,
+                lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None):
+        options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+        if frames < 1:
+            raise ValueError(f"frames N = {frames}: generate at least 1 frame")
+        for name, value in (("width", width), ("height", height)):
+            if message := size_error(name, value):
+                raise ValueError(message)
+        base = _base_clip_samples(base_clip, options)
+        channels = model.model.latent_format.latent_channels
+        latent = torch.zeros([frames, channels, height // 8, width // 8],
+                             device=comfy.model_management.intermediate_device())
+        if base is not None and tuple(base.shape[1:]) != tuple(latent.shape[1:]):
+            raise ValueError(f"base_clip latent frames are {'x'.join(map(str, base.shape[1:]))} but width x height "
+                             f"{width}x{height} gives {'x'.join(map(str, latent.shape[1:]))}: set width and height to "
+                             f"{base.shape[3] * 8}x{base.shape[2] * 8}")
+        values = {"fps": fps}
+        prompts = prompt_schedule.with_values(values) if prompt_schedule is not None else None
+        model = fifo_model(model)
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(node_helpers.conditioning_set_values(positive, values),
+                         node_helpers.conditioning_set_values(negative, values))
+        guider.set_cfg(cfg)
+        sampler = FifoSampler(options, base, prompts)
+        sigmas = fifo_sigmas(model.get_model_object("model_sampling"), options)
+        total = options.iterations(frames)
+        callback = latent_preview.prepare_callback(model, total)
+        try:
+            samples = guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, callback=callback,
+                                    disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        except (FifoError, PromptScheduleError) as error:
+            raise ValueError(str(error)) from error
+        return io.NodeOutput({"samples": samples.to(comfy.model_management.intermediate_device())})
+
+
+class FIFOPromptScheduleNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOPromptSchedule",
+            display_name="FIFO Prompt Schedule",
+            category=category("sampling"),
+            description=(
+                "Adds one prompt to a FIFO prompt schedule (chain these nodes, first prompt first). Each prompt "
+                "covers `frames` output frames; as in the official multi-prompt FIFO, the whole queue switches "
+                "prompt when the popped frame crosses the boundary. `transition` blends the text embeddings of the "
+                "previous and this prompt over that many frames (0 = the official hard switch). The frame counts "
+                "must add up to at least the video's frame count."),
+            inputs=[
+                io.Conditioning.Input("conditioning", tooltip="The prompt (CLIP Text Encode)."),
+                io.Int.Input("frames", default=32, min=1, max=1000000,
+                             tooltip="How many output frames this prompt covers."),
+                io.Int.Input("transition", default=0, min=0, max=100000,
+                             tooltip="Frames over which the text embedding blends from the previous prompt into "
+                                     "this one (ignored for the first prompt)."),
+                FifoPromptScheduleType.Input("previous", optional=True,
+                                             tooltip="The schedule so far (earlier prompts)."),
+            ],
+            outputs=[FifoPromptScheduleType.Output(tooltip="The schedule with this prompt appended.")],
+        )
+
+    @classmethod
+    def execute(cls, conditioning, frames, transition, previous=None):
+        chain = previous if previous is not None else FifoPromptList()
+        chain = chain.appended(conditioning, frames, transition)
+        try:
+            chain.schedule()
+        except PromptScheduleError as error:
+            raise ValueError(str(error)) from error
+        return io.NodeOutput(chain)
+
+
+NODES = [FIFOSamplerNode, FIFOSigmasNode, FIFOSamplerAllInOneNode, FIFOPromptScheduleNode]

@@ -1,0 +1,355 @@
+"""Video-Infinity inside our VideoCrafter UNet3D: the temporal-layer patches and the clip-parallel model call.
+
+No ComfyUI import: this is duck-typed against the patch points of `videocrafter/unet.py` and the call
+convention of ComfyUI's wrapper executors (`executor(*args, **kwargs)`, `executor.class_obj`).
+
+How a patched model runs (the Apply Video-Infinity node installs all of this on a model clone):
+
+1. `transformer_options["video_length"] = F`, so the UNet treats every F frames of the batch as one clip.
+2. The DIFFUSION_MODEL wrapper (`VideoInfinityRuntime.diffusion_model_wrapper`) receives the long batch
+   `[chunks * W * F, 4, h, w]` (chunks = the cond/uncond batches ComfyUI stacked), checks it, and lets the
+   transport run the clips: every participant (one call, a thread per device group, or a rank) calls the
+   UNet on its clips' rows with a `ClipCall` in `transformer_options["video_infinity_call"]`.
+3. Inside that call the UNet's patch points hand every temporal layer to the functions below, which build
+   the local/global context through the participant's endpoint (`samplers.video_infinity`).
+4. The participants' outputs are put back together in clip order: the caller gets `[chunks * W * F, ...]`.
+
+Patch points used (videocrafter/unet.py): `patches_replace["temporal_attention"]` (all temporal
+attentions: both attn1 and attn2 of every temporal transformer and the init_attn),
+`patches_replace["temporal_conv"]` (every TemporalConvBlock) and, with synchronised GroupNorm,
+`patches_replace["temporal_norm"]` (the GroupNorm of every temporal transformer).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from .transport import (DistributedTransport, Endpoint, InProcessTransport, LocalEndpoint, Transport,
+                        _same_device, parse_devices, resolve_transport)
+from .video_infinity import (VideoInfinityError, VideoInfinityOptions, check_clips, clip_count, dual_scope_attention,
+                             pad_with_neighbours, synced_group_norm)
+
+CALL_KEY = "video_infinity_call"
+OPTIONS_KEY = "video_infinity"
+
+
+@dataclass
+class ClipCall:
+    """What the temporal-layer patches of one participant's UNet call need."""
+    options: VideoInfinityOptions
+    endpoint: Endpoint
+    chunks: int
+
+
+def clip_call(extra_options: dict) -> ClipCall:
+    """The participant's call context; without the wrapper (a direct UNet call) the batch is one participant."""
+    call = extra_options.get(CALL_KEY)
+    if call is not None:
+        return call
+    options = extra_options.get(OPTIONS_KEY)
+    if options is None:
+        raise VideoInfinityError("a Video-Infinity patch ran without its options: apply the model with the "
+                                 "Apply Video-Infinity node")
+    f = options.frames_per_clip
+    chunks = max(1, len(extra_options.get("cond_or_uncond") or [0]))
+    frames = extra_options["timesteps"].shape[0]
+    clips = clip_count(frames // chunks, f)
+    return ClipCall(options, LocalEndpoint(clips, extra_options["timesteps"].device), chunks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The temporal-layer patches
+# ---------------------------------------------------------------------------------------------------
+
+def temporal_attention_patch(q, k, v, extra_options):
+    """`patches_replace["temporal_attention"]`: dual-scope attention (paper, "Dual-scope attention") of one participant.
+
+    q, k, v `[chunks * clips * h * w, F, heads * dim_head]` after to_q/to_k/to_v; returns the product before
+    `to_out`. Uses `extra_options["timesteps"]` (per frame) for the phase biases.
+    """
+    call = clip_call(extra_options)
+    return dual_scope_attention(q, k, v, extra_options["n_heads"], extra_options["timesteps"], call.options,
+                                call.endpoint, call.chunks)
+
+
+def temporal_conv_patch(block, x, extra_options):
+    """`patches_replace["temporal_conv"]`: a TemporalConvBlock on clips with their neighbours' frames.
+
+    x `[chunks * clips, C, F, h, w]`. Each clip gets `conv_context_frames` input frames of each neighbour
+    (zeros at the video ends), runs the block's four stages, loses the context again and adds its input
+    (official `ConvLayerPlugin`; spec section 3.7). With synchronised GroupNorm the stages' GroupNorms take
+    their statistics over all clips (of the padded inputs, as the paper's GroupNorm plugin would).
+    """
+    call = clip_call(extra_options)
+    pad = call.options.conv_context_frames
+    videos, channels, frames = x.shape[:3]
+    clips = call.endpoint.local_clips
+    x6 = x.view(call.chunks, clips, *x.shape[1:])
+    padded = pad_with_neighbours(x6, 3, pad, call.endpoint).flatten(0, 1)
+    if call.options.sync_group_norm:
+        y = padded
+        for stage in (block.conv1, block.conv2, block.conv3, block.conv4):
+            for layer in stage:
+                if isinstance(layer, torch.nn.GroupNorm):
+                    y = _synced_norm(layer, y, call)
+                else:
+                    y = layer(y)
+    else:
+        y = block.convolutions(padded)
+    if pad:
+        y = y[:, :, pad:pad + frames]
+    return x + y
+
+
+def temporal_norm_patch(norm, x, extra_options):
+    """`patches_replace["temporal_norm"]`: a temporal transformer's GroupNorm with statistics over all clips.
+
+    x `[chunks * clips, C, F, h, w]` (paper section 4.2, synchronised GroupNorm; not in the released code).
+    """
+    return _synced_norm(norm, x, clip_call(extra_options))
+
+
+def _synced_norm(norm: torch.nn.GroupNorm, x: torch.Tensor, call: ClipCall) -> torch.Tensor:
+    clips = call.endpoint.local_clips
+    weight = _module_tensor(norm, "weight", x)
+    bias = _module_tensor(norm, "bias", x)
+    x6 = x.view(call.chunks, clips, *x.shape[1:])
+    return synced_group_norm(x6, norm.num_groups, norm.eps, weight, bias, call.endpoint).view(x.shape)
+
+
+def _module_tensor(module, name: str, like: torch.Tensor):
+    """A norm's weight or bias on `like`'s device, with ComfyUI's on-the-fly weight functions (LoRA in lowvram
+    mode) applied as comfy.ops would."""
+    value = getattr(module, name, None)
+    if value is None:
+        return None
+    value = value.to(device=like.device)
+    for function in getattr(module, f"{name}_function", None) or ():
+        value = function(value)
+    return value
+
+
+class UNetHook:
+    """A patch for one of the UNet's `patches_replace["temporal_*"]` slots.
+
+    The UNet calls the slot's value; ComfyUI's ModelPatcher (`model_patches_to`, `model_patches_models`, run on
+    every load and detach) iterates every `patches_replace` entry as a `{block: patch}` mapping and fails on a
+    bare function ("'function' object is not iterable"). This object is both callable and an empty iterable.
+    (A dict subclass would not survive ComfyUI's `copy_nested_dicts`, which turns it into a plain dict.)
+    """
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __iter__(self):
+        return iter(())
+
+    def __repr__(self):
+        return f"UNetHook({self.function.__name__})"
+
+
+def install(transformer_options: dict, options: VideoInfinityOptions) -> dict:
+    """A copy of `transformer_options` with the clip length, the options and the patches Video-Infinity needs.
+
+    Only what is switched on is installed: without dual-scope attention the temporal attention is the
+    UNet's own; without conv context and GroupNorm sync the temporal convolutions are the UNet's own.
+    """
+    out = dict(transformer_options)
+    out["video_length"] = options.frames_per_clip
+    out[OPTIONS_KEY] = options
+    replace = dict(out.get("patches_replace", {}))
+    for key in ("temporal_attention", "temporal_conv", "temporal_norm"):
+        replace.pop(key, None)
+    if options.dual_scope_attention:
+        replace["temporal_attention"] = UNetHook(temporal_attention_patch)
+    if options.conv_context_frames > 0 or options.sync_group_norm:
+        replace["temporal_conv"] = UNetHook(temporal_conv_patch)
+    if options.sync_group_norm:
+        replace["temporal_norm"] = UNetHook(temporal_norm_patch)
+    out["patches_replace"] = replace
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The clip-parallel model call
+# ---------------------------------------------------------------------------------------------------
+
+class VideoInfinityRuntime:
+    """The wrappers and object patch one Apply Video-Infinity node puts on its model clone.
+
+    Holds the options, the device spec (resolved at every call, so the same workflow runs in one process or
+    under torchrun) and the device replicas of the UNet for in-process groups on other devices (made at the
+    first call of a sampling, dropped when it ends: they copy the weights as loaded, LoRA patches included).
+    """
+
+    def __init__(self, options: VideoInfinityOptions, devices: str = ""):
+        self.options = options
+        self.devices = devices or ""
+        parse_devices(self.devices)          # fail early on devices that do not exist
+        self._replicas: dict = {}
+        self._lock = threading.Lock()
+
+    def transport(self) -> Transport:
+        return resolve_transport(self.devices)
+
+    # -- DIFFUSION_MODEL wrapper --------------------------------------------------------------------
+    def diffusion_model_wrapper(self, executor, x, timesteps, context=None, control=None, transformer_options={},
+                                **kwargs):
+        if transformer_options.get(CALL_KEY) is not None:            # inside a participant's call already
+            return executor(x, timesteps, context, control, transformer_options, **kwargs)
+        options = self.options
+        f = options.frames_per_clip
+        chunks = max(1, len(transformer_options.get("cond_or_uncond") or [0]))
+        rows = x.shape[0]
+        if rows % chunks:
+            raise VideoInfinityError(f"a batch of {rows} frames cannot hold {chunks} cond/uncond copies")
+        clips = clip_count(rows // chunks, f)
+        check_clips(options, clips)
+        transport = self.transport()
+        unet = executor.class_obj
+        if isinstance(transport, InProcessTransport):
+            for device in transport.devices:
+                if not _same_device(device, x.device):
+                    self.replica(unet, device)
+
+        def work(endpoint: Endpoint):
+            start, stop = endpoint.first_clip, endpoint.first_clip + endpoint.local_clips
+            device = endpoint.device
+            whole = start == 0 and stop == clips and _same_device(device, x.device)
+
+            def take(t):
+                if whole or not torch.is_tensor(t):
+                    return t
+                return _clip_rows(t, rows, chunks, clips, f, start, stop).to(device)
+
+            options_here = dict(transformer_options)
+            options_here[CALL_KEY] = ClipCall(options, endpoint, chunks)
+            options_here["video_length"] = f
+            sigmas = options_here.get("sigmas")
+            if not whole and torch.is_tensor(sigmas) and sigmas.shape[0] == clips * f:
+                options_here["sigmas"] = sigmas.unflatten(0, (clips, f))[start:stop].flatten(0, 1).to(device)
+            args = (take(x), take(timesteps), take(context))
+            control_here = control if whole else _clip_control(control, take)
+            extra = {key: take(value) for key, value in kwargs.items()}
+            if _same_device(device, x.device):
+                out = executor(*args, control_here, options_here, **extra)
+            else:
+                out = self.replica(unet, device)(args[0], args[1], context=args[2], control=control_here,
+                                                 transformer_options=options_here, **extra)
+            return out.unflatten(0, (chunks, stop - start, f))
+
+        outputs = transport.run(clips, work, x.device, signature=(rows, chunks, f) + tuple(x.shape[1:]))
+        if len(outputs) == 1:
+            return outputs[0].flatten(0, 2)
+        return torch.cat(outputs, dim=1).flatten(0, 2)
+
+    # -- device replicas ----------------------------------------------------------------------------
+    def replica(self, unet, device):
+        key = (id(unet), str(torch.device(device)))
+        with self._lock:
+            found = self._replicas.get(key)
+            if found is None:
+                found = _copy_to(unet, torch.device(device))
+                self._replicas[key] = found
+            return found
+
+    def drop_replicas(self):
+        with self._lock:
+            self._replicas.clear()
+
+    # -- OUTER_SAMPLE wrapper: replicas live for one sampling -----------------------------------------
+    def outer_sample_wrapper(self, executor, *args, **kwargs):
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self.drop_replicas()
+
+    # -- memory: this process computes only its share of the clips --------------------------------------
+    def memory_fraction(self, load_device) -> float:
+        try:
+            transport = self.transport()
+        except VideoInfinityError:
+            return 1.0
+        if isinstance(transport, DistributedTransport):
+            return 1.0 / transport.participants()
+        if isinstance(transport, InProcessTransport) and transport.devices:
+            here = sum(1 for d in transport.devices if _same_device(d, load_device))
+            return max(here, 1) / len(transport.devices)
+        return 1.0
+
+    def local_frames(self, frames: int, load_device) -> int:
+        """Frames of a `frames`-long batch this process runs on `load_device` at once (whole clips)."""
+        f = self.options.frames_per_clip
+        videos = max(1, frames // f)
+        return min(frames, max(1, math.ceil(videos * self.memory_fraction(load_device))) * f)
+
+    def prepare_sampling_wrapper(self, executor, model, noise_shape, conds, model_options=None):
+        shape = list(noise_shape)
+        if shape:
+            shape[0] = self.local_frames(shape[0], getattr(model, "load_device", "cpu"))
+        return executor(model, shape, conds, model_options=model_options)
+
+    def memory_required_patch(self, base_model):
+        """An object patch for `BaseModel.memory_required` that estimates only this process's share (ComfyUI
+        uses it to decide whether cond and uncond fit in one batch)."""
+        return _ShareOfMemory(self, base_model)
+
+
+class _ShareOfMemory:
+    def __init__(self, runtime: VideoInfinityRuntime, base_model):
+        self.runtime = runtime
+        self.base_model = base_model
+
+    def __call__(self, input_shape, cond_shapes={}):
+        shape = list(input_shape)
+        device = getattr(self.base_model, "device", None) or "cpu"
+        shape[0] = self.runtime.local_frames(shape[0], device)
+        return type(self.base_model).memory_required(self.base_model, shape, cond_shapes=cond_shapes)
+
+
+def _copy_to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """A deep copy of `module` whose parameters and buffers are created directly on `device`, one tensor at a
+    time (a plain deepcopy would first duplicate every weight on the source device)."""
+    memo = {}
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if id(parameter) not in memo:
+                memo[id(parameter)] = torch.nn.Parameter(parameter.detach().to(device),
+                                                         requires_grad=parameter.requires_grad)
+        for buffer in module.buffers():
+            if id(buffer) not in memo:
+                memo[id(buffer)] = buffer.detach().to(device)
+        return copy.deepcopy(module, memo)
+
+
+def _clip_rows(t: torch.Tensor, rows: int, chunks: int, clips: int, f: int, start: int, stop: int) -> torch.Tensor:
+    """The rows of clips [start, stop) of a per-frame `[chunks * clips * F, ...]` or per-video
+    `[chunks * clips, ...]` tensor; anything else (e.g. one value for all) is passed through."""
+    if t.dim() == 0:
+        return t
+    if t.shape[0] == rows:
+        return t.unflatten(0, (chunks, clips, f))[:, start:stop].flatten(0, 2)
+    if t.shape[0] == chunks * clips and clips > 1:
+        return t.unflatten(0, (chunks, clips))[:, start:stop].flatten(0, 1)
+    return t
+
+
+def _clip_control(control, take):
+    """A ControlNet control dict with every tensor cut to the participant's rows (fresh lists: the UNet pops)."""
+    if control is None:
+        return None
+    out = {}
+    for key, value in control.items():
+        if isinstance(value, list):
+            out[key] = [take(v) if torch.is_tensor(v) else v for v in value]
+        else:
+            out[key] = take(value) if torch.is_tensor(value) else value
+    return out

@@ -1,0 +1,292 @@
+"""The FIFO nodes inside a real ComfyUI (in-process `host`, and the HTTP `server` for the example workflow).
+
+The ComfyUI paths (SamplerCustomAdvanced + FIFO Sampler + FIFO Sigmas + CFGGuider, and the all-in-one node)
+must reproduce the pure core (`samplers.fifo`, checked against the official code in test_fifo_core.py) run
+with the same seed, to 1e-4 x max|output|. Small FIFO settings (f, n, N) keep this fast; sizes come from the
+reference manifest.
+"""
+
+import os
+
+import pytest
+import safetensors.torch
+import torch
+
+from fifo_infinity.samplers import fifo, schedule
+from test_fifo_core import CfgUNet, to_frames
+
+RELATIVE_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def stages(reference_dir):
+    return safetensors.torch.load_file(os.path.join(reference_dir, "stages.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+    return safetensors.torch.load_file(os.path.join(reference_dir, "fifo.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model, stages, manifest):
+    """Conditionings (with the manifest's fps), the latent size and the node classes."""
+    embeddings = stages["text.embeddings"]
+    fps = manifest["fifo"]["fps"]
+    h, w = manifest["latent_hw"]
+    return dict(model=tiny_model[0], embeddings=embeddings, fps=fps, cfg=manifest["fifo"]["cfg_scale"],
+                positive=[[embeddings[1:2], {"fps": fps}]], negative=[[embeddings[0:1], {"fps": fps}]],
+                frame_shape=(4, h, w), width=w * 8, height=h * 8)
+
+
+def core_model(setup, f, conds=None):
+    unet = setup["model"].model.diffusion_model
+    conds = conds if conds is not None else [setup["embeddings"][1:2]]
+    return CfgUNet(unet, conds, setup["embeddings"][0:1], setup["cfg"], setup["fps"], f)
+
+
+def run_custom_advanced(host, setup, sampler_inputs, frames, seed, positive=None, model=None):
+    """SamplerCustomAdvanced(RandomNoise, CFGGuider, FIFO Sampler, FIFO Sigmas, Empty Video Latent)."""
+    nodes = host.NODE_CLASS_MAPPINGS
+    model = model if model is not None else setup["model"]
+    guider = nodes["CFGGuider"].execute(model, positive or setup["positive"], setup["negative"], setup["cfg"]).result[0]
+    sampler = nodes["FIFOSampler"].execute(**sampler_inputs).result[0]
+    sigmas = nodes["FIFOSigmas"].execute(model, sampler_inputs["video_length"], sampler_inputs["num_partitions"]).result[0]
+    latent = nodes["VideoCrafterEmptyVideoLatent"].execute(setup["width"], setup["height"], frames).result[0]
+    noise = nodes["RandomNoise"].execute(seed).result[0]
+    out, denoised = nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, latent).result
+    return out, denoised
+
+
+def sampler_inputs(**overrides):
+    inputs = dict(video_length=8, num_partitions=2, lookahead=True, eta=0.0, window_batch=0, queue_init="official")
+    inputs.update(overrides)
+    return inputs
+
+
+def compare(name, got, expected):
+    error, scale = (got - expected).abs().max().item(), expected.abs().max().item()
+    print(f"\n[fifo host] {name}: max abs error {error:.3g}, max |core| {scale:.3g}, relative {error / scale:.3g}")
+    assert error <= RELATIVE_TOLERANCE * scale
+
+
+# ---------------------------------------------------------------- registration
+
+FIFO_NODES = ["FIFOSampler", "FIFOSigmas", "FIFOSamplerAllInOne", "FIFOPromptSchedule"]
+
+
+def test_nodes_are_registered_with_descriptions_and_tooltips(host):
+    for name in FIFO_NODES:
+        node = host.NODE_CLASS_MAPPINGS[name]
+        schema = node.GET_SCHEMA()
+        assert len(schema.description) > 60, name
+        for entry in schema.inputs:
+            assert entry.tooltip, (name, entry.id)
+        for entry in schema.outputs:
+            assert entry.tooltip, (name, entry)
+    assert host.NODE_DISPLAY_NAME_MAPPINGS["FIFOSampler"] == "FIFO Sampler"
+    assert host.NODE_DISPLAY_NAME_MAPPINGS["FIFOSamplerAllInOne"] == "FIFO Sampler (all-in-one)"
+
+
+def test_fifo_sigmas_are_the_official_grid(host, setup):
+    sigmas = host.NODE_CLASS_MAPPINGS["FIFOSigmas"].execute(setup["model"], 16, 4).result[0]
+    sampling = setup["model"].get_model_object("model_sampling")
+    assert sigmas.shape == (65,) and float(sigmas[-1]) == 0.0
+    timesteps = sampling.timestep(sigmas[:-1]).flip(0)
+    assert timesteps[:6].tolist() == [0, 16, 32, 48, 63, 79] and int(timesteps[-1]) == 999
+
+
+# ---------------------------------------------------------------- ComfyUI paths reproduce the core
+
+def test_sampler_custom_advanced_matches_the_core(host, setup):
+    """eta 0, base clip sampled by the sampler (VideoCrafter2's rescaled DDIM through the guider), f=8, n=2.
+    The MODEL keeps its rescaled model sampling: the FIFO step is plain DDIM all the same."""
+    frames, seed = 2, 42
+    inputs = sampler_inputs()
+    out, denoised = run_custom_advanced(host, setup, inputs, frames, seed)
+    samples = out["samples"]
+    assert samples.shape == (frames, *setup["frame_shape"])
+    assert torch.equal(denoised["samples"], samples)
+    options = fifo.FifoOptions(8, 2, True, 0.0)
+    expected = fifo.fifo_generate(core_model(setup, 8), frames, setup["frame_shape"], options, fifo.GeneratorNoise(seed))
+    compare("SamplerCustomAdvanced eta0 vs core", setup["model"].model.process_latent_in(samples), expected)
+
+
+def test_all_in_one_with_a_base_clip_matches_the_core(host, setup, reference, monkeypatch):
+    """eta 1 (seeded step noise), the reference base clip as LATENT, window_batch 1, uniform queue init; the
+    memory estimate is capped to one window batch."""
+    import comfy.sampler_helpers
+    shapes = []
+    estimate = comfy.sampler_helpers.estimate_memory
+    monkeypatch.setattr(comfy.sampler_helpers, "estimate_memory",
+                        lambda model, noise_shape, conds: shapes.append(list(noise_shape)) or estimate(model, noise_shape, conds))
+    base = to_frames(reference["base.eta1.latents"])                        # model space, f = 16 frames
+    frames, seed = 20, 5
+    node = host.NODE_CLASS_MAPPINGS["FIFOSamplerAllInOne"]
+    out = node.execute(setup["model"], setup["positive"], setup["negative"], frames, setup["width"], setup["height"],
+                       seed, setup["cfg"], 16, 1, True, 1.0, 1, "uniform", setup["fps"],
+                       base_clip={"samples": setup["model"].model.process_latent_out(base)}).result[0]
+    assert shapes == [[16, *setup["frame_shape"]]], shapes                 # not [20, ...]
+    options = fifo.FifoOptions(16, 1, True, 1.0, window_batch=1, queue_init="uniform")
+    expected = fifo.fifo_sample(core_model(setup, 16), base, frames, options, fifo.GeneratorNoise(seed))
+    assert out["samples"].shape == (frames, *setup["frame_shape"])
+    compare("all-in-one eta1 with base clip vs core", setup["model"].model.process_latent_in(out["samples"]), expected)
+
+
+def test_prompt_schedule_matches_the_core(host, setup, reference):
+    """Two prompts with a 1-frame transition: the queue's conditioning per iteration is the core's mix."""
+    nodes = host.NODE_CLASS_MAPPINGS
+    e = setup["embeddings"]
+    first = nodes["FIFOPromptSchedule"].execute([[e[1:2], {"fps": setup["fps"]}]], 1, 0).result[0]
+    chain = nodes["FIFOPromptSchedule"].execute([[e[2:3], {"fps": setup["fps"]}]], 2, 1, previous=first).result[0]
+    base = to_frames(reference["base.eta0.latents"])[:8]
+    frames, seed = 3, 9
+    inputs = sampler_inputs(num_partitions=1, prompt_schedule=chain,
+                            base_clip={"samples": setup["model"].model.process_latent_out(base)})
+    out, _ = run_custom_advanced(host, setup, inputs, frames, seed)
+    options = fifo.FifoOptions(8, 1, True, 0.0)
+    model = core_model(setup, 8, conds=[e[1:2], e[2:3]])
+    expected = fifo.fifo_sample(model, base, frames, options, fifo.GeneratorNoise(seed),
+                                prompt_schedule=schedule.PromptSchedule((1, 2), transition=(1,)))
+    compare("prompt schedule vs core", setup["model"].model.process_latent_in(out["samples"]), expected)
+    single = fifo.fifo_sample(core_model(setup, 8), base, frames, options, fifo.GeneratorNoise(seed))
+    assert (single - expected).abs().max() > 1e-3     # the schedule did change the video
+
+
+# ---------------------------------------------------------------- progress, interruption
+
+def test_progress_counts_frames_and_interruption_stops_within_one_call(host, setup, reference):
+    import comfy.model_management
+    import comfy.patcher_extension
+    import comfy.samplers
+    from fifo_infinity.nodes.fifo import FifoSampler
+    base = to_frames(reference["base.eta0.latents"])[:8]
+    options = fifo.FifoOptions(8, 1, True, 0.0, window_batch=1)
+    sampler = FifoSampler(options, setup["model"].model.process_latent_out(base))
+    sigmas = host.NODE_CLASS_MAPPINGS["FIFOSigmas"].execute(setup["model"], 8, 1).result[0]
+    latent = torch.zeros(50, *setup["frame_shape"])
+    calls, steps = [], []
+
+    def count_calls(executor, *args, **kwargs):
+        calls.append(len(steps))
+        return executor(*args, **kwargs)
+
+    model = setup["model"].clone()
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test_count", count_calls)
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(setup["positive"], setup["negative"])
+    guider.set_cfg(setup["cfg"])
+
+    def callback(step, x0, x, total):
+        steps.append((step, total, tuple(x0.shape)))
+        if len(steps) == 3:
+            comfy.model_management.interrupt_current_processing(True)
+
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, callback=callback, seed=1)
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+    assert steps == [(i, 50, (1, *setup["frame_shape"])) for i in range(3)]
+    assert calls.count(3) == 0              # no model call after the interrupt flag was set
+    assert sorted(set(calls)) == [0, 1, 2]   # the three iterations before it ran
+
+
+# ---------------------------------------------------------------- errors name the value
+
+def test_bad_node_inputs_give_clear_errors(host, setup, reference):
+    nodes = host.NODE_CLASS_MAPPINGS
+    all_in_one, sampler = nodes["FIFOSamplerAllInOne"], nodes["FIFOSampler"]
+    assert "frames N = 0" in all_in_one.validate_inputs(frames=0)
+    assert "video_length f = 15 is odd" in sampler.validate_inputs(video_length=15, lookahead=True)
+    assert sampler.validate_inputs(video_length=15, lookahead=False) is True
+    assert "num_partitions n = 0" in all_in_one.validate_inputs(num_partitions=0)
+    assert "width = 100" in all_in_one.validate_inputs(width=100)
+    assert all_in_one.validate_inputs(frames=5, width=512, height=320) is True
+
+    base = {"samples": torch.zeros(12, *setup["frame_shape"])}
+    with pytest.raises(ValueError, match="base clip has 12 frames but video_length f = 16"):
+        sampler.execute(**sampler_inputs(video_length=16, base_clip=base))
+    wrong_size = {"samples": torch.zeros(8, 4, 4, 4)}
+    with pytest.raises(fifo.FifoError, match=r"4x4x4 .* 4x8x16"):
+        run_custom_advanced(host, setup, sampler_inputs(base_clip=wrong_size), 2, 0)
+    with pytest.raises(ValueError, match=r"set width and height to 32x32"):
+        all_in_one.execute(setup["model"], setup["positive"], setup["negative"], 3, setup["width"], setup["height"], 0,
+                           setup["cfg"], 8, 1, True, 0.0, 0, "official", 8, base_clip=wrong_size)
+
+    short = nodes["FIFOPromptSchedule"].execute(setup["positive"], 2, 0).result[0]
+    short = nodes["FIFOPromptSchedule"].execute(setup["positive"], 3, 0, previous=short).result[0]
+    with pytest.raises(schedule.PromptScheduleError, match=r"sum to 5 \(2 \+ 3\), fewer than the 7 frames"):
+        run_custom_advanced(host, setup, sampler_inputs(prompt_schedule=short), 7, 0)
+
+    guider = nodes["CFGGuider"].execute(setup["model"], setup["positive"], setup["negative"], 1.0).result[0]
+    wrong_sigmas = nodes["BasicScheduler"].execute(setup["model"], "simple", 10, 1.0).result[0]
+    latent = nodes["VideoCrafterEmptyVideoLatent"].execute(setup["width"], setup["height"], 2).result[0]
+    with pytest.raises(fifo.FifoError, match=r"sigmas has 10 steps .* f \* n = 8 \* 2 = 16"):
+        nodes["SamplerCustomAdvanced"].execute(nodes["RandomNoise"].execute(0).result[0], guider,
+                                               sampler.execute(**sampler_inputs()).result[0], wrong_sigmas, latent)
+
+
+# ---------------------------------------------------------------- the example workflow over HTTP
+
+def fifo_prompt(frames, seed=1, **fifo_inputs):
+    """The API twin of example_workflows/fifo_long_video.json on the tiny model, with small FIFO settings."""
+    from conftest import load_api_workflow
+    prompt = load_api_workflow("fifo_long_video.json")
+    prompt["1"]["inputs"]["ckpt_name"] = "tiny_vc2.safetensors"
+    prompt["4"]["inputs"].update(frames=frames, width=128, height=64, video_length=8, num_partitions=1, seed=seed)
+    prompt["4"]["inputs"].update(fifo_inputs)
+    return prompt
+
+
+def test_example_workflow_matches_the_brief():
+    from conftest import load_api_workflow
+    prompt = load_api_workflow("fifo_long_video.json")
+    types = [prompt[k]["class_type"] for k in sorted(prompt, key=int)]
+    assert types == ["VideoCrafterCheckpointLoader", "CLIPTextEncode", "CLIPTextEncode", "FIFOSamplerAllInOne",
+                     "VAEDecode", "SaveAnimatedWEBP"]
+
+
+def test_example_workflow_writes_n_frames_over_http(server):
+    from PIL import Image
+    entry = server.wait(server.queue(fifo_prompt(frames=5)), timeout=900)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    files = server.output_files(entry, "6")
+    assert len(files) == 1
+    with Image.open(files[0]) as image:
+        assert image.n_frames == 5
+        assert image.size == (128, 64)
+
+
+def test_bad_fifo_inputs_are_refused_over_http(server):
+    for inputs, words in ((dict(frames=0), "frames N = 0"), (dict(video_length=15), "video_length f = 15 is odd"),
+                          (dict(num_partitions=0), "num_partitions n = 0")):
+        response = server.post_prompt(fifo_prompt(**{"frames": 4, **inputs}))
+        assert response.status_code == 400, inputs
+        errors = response.json()["node_errors"]["4"]
+        assert errors["class_type"] == "FIFOSamplerAllInOne"
+        assert words in str(errors["errors"]), errors
+
+
+def test_interrupt_stops_fifo_and_the_server_answers_the_next_prompt(server):
+    import time
+    prompt_id = server.queue(fifo_prompt(frames=5000, seed=2))      # hours of work on this CPU
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        running = [item[1] for item in server.get("/queue")["queue_running"]]
+        if prompt_id in running:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the long FIFO prompt never started")
+    time.sleep(8)                       # model loaded, text encoded, FIFO iterations under way
+    start = time.time()
+    server.interrupt()
+    entry = server.wait(prompt_id, timeout=300)
+    stopped_after = time.time() - start
+    print(f"\n[fifo server] interrupt answered after {stopped_after:.1f} s")
+    assert entry["status"]["status_str"] == "error"
+    assert any(message[0] == "execution_interrupted" for message in entry["status"]["messages"]), entry["status"]
+    assert stopped_after < 60
+    follow_up = server.wait(server.queue(fifo_prompt(frames=2, seed=3)), timeout=900)
+    assert follow_up["status"]["status_str"] == "success", follow_up["status"]

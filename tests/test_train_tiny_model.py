@@ -1,0 +1,118 @@
+"""tools/train_tiny_model.py: the synthetic world, determinism for a seed, resumability and the export layout."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import PACK_DIR, comfy_root
+
+spec = importlib.util.spec_from_file_location("train_tiny_model", os.path.join(PACK_DIR, "tools", "train_tiny_model.py"))
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+
+
+def smoke_args(tmp_path, seed=5, **overrides):
+    argv = ["--smoke", "--quiet", "--seed", str(seed), "--cache-dir", str(tmp_path / "cache"), "--loss-log", "",
+            "--comfyui", comfy_root(), "--vae-steps", "2", "--vae-crop-steps", "1", "--vae-full-batch", "1", "--vae-batch", "2", "--vae-crop", "16", "--calibration-clips", "1",
+            "--pool-clips", "4", "--pool-chunk", "2", "--unet-steps", "2", "--unet-batch", "2"]
+    for key, value in overrides.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return train.parse_args(argv)
+
+
+def test_world_clips_match_their_captions():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        video, caption, objects = train.make_clip(rng)
+        assert video.shape == (16, 64, 64, 3) and video.dtype == np.uint8
+        assert caption in train.all_captions()
+        for obj in objects:
+            assert f"a {obj['colour']} {obj['shape']}" in caption
+            cx, cy = obj["centres"][:, 0], obj["centres"][:, 1]
+            assert (cx >= obj["radius"] - 1e-4).all() and (cx <= 64 - obj["radius"] + 1e-4).all()
+            assert (cy >= obj["radius"] - 1e-4).all() and (cy <= 64 - obj["radius"] + 1e-4).all()
+            # the pixel at the centre of the top object in frame 0 has its colour
+        top = objects[-1]
+        x, y = (int(v) for v in top["centres"][0])
+        assert tuple(video[0, y, x]) == tuple(np.clip(np.asarray(train.COLOURS[top["colour"]]), 0, 255))
+        if len(objects) == 1 and caption.endswith("moving left"):
+            assert objects[0]["centres"][-1, 0] < objects[0]["centres"][0, 0]
+
+
+def test_reversed_captions_flip_direction_only():
+    assert train.caption_reversed("a red ball moving left") == "a red ball moving right"
+    assert train.caption_reversed("a blue square moving up") == "a blue square moving down"
+    assert train.caption_reversed("a green ball bouncing") == "a green ball bouncing"
+    assert train.caption_reversed("a red ball and a blue square") == "a red ball and a blue square"
+    assert all(train.caption_reversed(c) in train.all_captions() for c in train.all_captions())
+
+
+def test_schedule_buffers_are_videocrafter2s(host):
+    from fifo_infinity.videocrafter.model_base import alphas_cumprod_float32, rescale_table
+    buffers = train.schedule_buffers()
+    assert torch.equal(buffers["alphas_cumprod"], alphas_cumprod_float32())
+    assert torch.equal(buffers["scale_arr"], rescale_table())
+    reference = os.path.join(os.path.dirname(PACK_DIR), "shared", "reference", "vc2_tiny", "tiny_vc2.safetensors")
+    if not os.path.isfile(reference):
+        reference = "/work/shared/reference/vc2_tiny/tiny_vc2.safetensors"
+    import safetensors.torch
+    ref = safetensors.torch.load_file(reference)
+    for key, value in buffers.items():
+        assert torch.allclose(value, ref[key], rtol=1e-5, atol=1e-7), key
+
+
+def test_same_seed_same_losses_other_seed_other_losses(host):
+    first = train.smoke_losses(3, comfyui=comfy_root())
+    second = train.smoke_losses(3, comfyui=comfy_root())
+    assert len(first) == 4 and all(np.isfinite(first))      # 2 VAE steps, 2 UNet steps
+    assert first == second
+    assert train.smoke_losses(4, comfyui=comfy_root()) != first
+
+
+def test_resuming_continues_the_same_run(host, tmp_path):
+    """Stopping after a checkpoint and starting again gives the losses of an uninterrupted run."""
+    whole = train.Trainer(smoke_args(tmp_path / "a"))
+    whole.run()
+    interrupted = train.Trainer(smoke_args(tmp_path / "b"))
+    interrupted.run(max_steps=3)          # 2 VAE steps + 1 pool chunk, then a checkpoint
+    assert os.path.isfile(interrupted.checkpoint_path())
+    resumed = train.Trainer(smoke_args(tmp_path / "b"))
+    assert resumed.resume() and resumed.phase == "pool"
+    resumed.run()
+    assert interrupted.history[:2] + resumed.history == whole.history
+
+
+def test_export_loads_through_the_pack_loader(host, tmp_path):
+    """The exported file is a VideoCrafter2 checkpoint: the loader builds it, and its CLIP gives the training text features."""
+    from fifo_infinity.videocrafter import convert
+    from fifo_infinity.videocrafter.loader import load_videocrafter
+    trainer = train.Trainer(smoke_args(tmp_path))
+    trainer.run()
+    path = str(tmp_path / "tiny.safetensors")
+    trainer.export(path)
+    sd = convert.load_state_dict(path)
+    prefixes = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.model.")
+    assert {k for k in sd if not k.startswith(prefixes)} == set(train.schedule_buffers())
+    assert all(v.dtype == torch.float16 for k, v in sd.items() if k.startswith(prefixes))
+    config = convert.infer_unet_config(convert.split_state_dict(sd)["unet"])
+    for key in ("model_channels", "channel_mult", "num_res_blocks", "attention_resolutions", "num_head_channels",
+                "context_dim", "temporal_conv", "temporal_attention", "addition_attention", "fps_cond"):
+        assert config[key] == train.SMOKE_UNET[key], key
+    model, clip, vae, _ = load_videocrafter(path, dtype=torch.float32)
+    for i in (0, 1, len(trainer.captions) - 1):
+        cond = clip.encode_from_tokens(clip.tokenize(trainer.captions[i])).float()
+        assert torch.allclose(cond[0], trainer.embeddings[i], atol=1e-5), trainer.captions[i]
+    # the exported UNet is the EMA one, and the loader's model computes what training computed
+    x = torch.randn(16, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.full((16,), 500.0)
+    context = trainer.embeddings[1:2].expand(16, -1, -1)
+    trainer.unet.load_state_dict({k: v.half().float() for k, v in trainer.ema.items()})
+    trainer.unet.eval()
+    with torch.no_grad():
+        ours = trainer.unet(x, t, context=context, transformer_options={"video_length": 16}, fps=torch.full((16,), 8.0))
+        loaded = model.model.diffusion_model(x, t, context=context, transformer_options={"video_length": 16},
+                                             fps=torch.full((16,), 8.0))
+    assert torch.allclose(ours, loaded, atol=1e-4)

@@ -1,0 +1,105 @@
+"""The Video-Infinity example workflow end to end: through a real ComfyUI server, and through the headless
+runner (run.py) under torchrun with 2 gloo ranks, which must produce the same latent as the server's single
+process. Sizes are shrunk for the tiny model; everything else is the example's graph."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import safetensors.torch
+from PIL import Image
+
+from conftest import PACK_DIR, comfy_root, load_api_workflow
+
+FRAMES_PER_CLIP, CLIPS = 4, 3
+SAMPLING_RELATIVE_TOLERANCE = 1e-4      # whole samplings at CFG 12 (latents reach ~300), as tests/test_loader_parity.py
+
+
+def tiny_prompt(steps=3, frames=FRAMES_PER_CLIP * CLIPS, devices=""):
+    prompt = load_api_workflow("video_infinity_long_video.json")
+    prompt["1"]["inputs"]["ckpt_name"] = "tiny_vc2.safetensors"
+    prompt["6"]["inputs"].update(width=128, height=64, frames=frames)
+    prompt["7"]["inputs"].update(frames_per_clip=FRAMES_PER_CLIP, padding=2, global_frames=4, conv_context_frames=2)
+    prompt["8"]["inputs"]["devices"] = devices
+    prompt["12"]["inputs"]["steps"] = steps
+    prompt["17"] = {"class_type": "SaveLatent", "inputs": {"samples": ["14", 0], "filename_prefix": "vi_test/latent"}}
+    return prompt
+
+
+def test_example_workflow_is_the_official_setting():
+    prompt = load_api_workflow("video_infinity_long_video.json")
+    types = {node["class_type"] for node in prompt.values()}
+    assert {"SamplerCustomAdvanced", "SamplerDPMPP_2M_SDE", "ApplyVideoInfinity", "VideoInfinityContext"} <= types
+    assert prompt["11"]["inputs"]["solver_type"] == "midpoint" and prompt["12"]["inputs"]["steps"] == 30
+    assert prompt["10"]["inputs"]["cfg"] == 12.0
+    assert prompt["4"]["inputs"]["fps"] == 24 and prompt["5"]["inputs"]["fps"] == 24
+    assert prompt["6"]["inputs"]["frames"] % prompt["7"]["inputs"]["frames_per_clip"] == 0
+
+
+@pytest.fixture(scope="module")
+def server_run(server):
+    entry = server.wait(server.queue(tiny_prompt()), timeout=600)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    return server, entry
+
+
+def test_example_workflow_runs_through_the_server(server_run):
+    server, entry = server_run
+    files = server.output_files(entry, "16")
+    assert len(files) == 1
+    with Image.open(files[0]) as image:
+        assert image.n_frames == FRAMES_PER_CLIP * CLIPS
+        assert image.size == (128, 64)
+
+
+def test_server_refuses_bad_devices_and_reports_bad_lengths(server):
+    response = server.post_prompt(tiny_prompt(devices="cuda:9"))
+    assert response.status_code == 400
+    assert "does not exist" in str(response.json()["node_errors"]["8"]["errors"])
+    entry = server.wait(server.queue(tiny_prompt(frames=FRAMES_PER_CLIP * CLIPS + 1, steps=1)), timeout=600)
+    assert entry["status"]["status_str"] == "error"
+    assert "not a whole number of clips" in json.dumps(entry["status"]["messages"])
+
+
+def _latent(path):
+    return safetensors.torch.load_file(path)["latent_tensor"]
+
+
+def test_runner_under_torchrun_matches_the_single_process(server_run, model_folders, tmp_path):
+    server, entry = server_run
+    reference = _latent(server.output_files(entry, "17", kind="latents")[0])
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(json.dumps(tiny_prompt()))
+    paths = tmp_path / "paths.yaml"
+    paths.write_text("vi_tests:\n" + "".join(f"  {k}: {v}\n" for k, v in model_folders.items()))
+    out = tmp_path / "out"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+               os.path.join(PACK_DIR, "run.py"), "--workflow", str(workflow), "--comfyui", comfy_root(),
+               "--output-dir", str(out), "--extra-model-paths-config", str(paths), "--cpu", "--quiet",
+               "--result-json", str(tmp_path / "result.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["success"] and [r["success"] for r in result["ranks"]] == [True, True]
+    latents = [f for f in result["files"] if f.endswith(".latent")]
+    webps = [f for f in result["files"] if f.endswith(".webp")]
+    assert len(latents) == 1 and len(webps) == 1 and all(f.startswith(str(out)) for f in result["files"])
+    with Image.open(webps[0]) as image:
+        assert image.n_frames == FRAMES_PER_CLIP * CLIPS        # rank 0 gathered every clip's frames
+    latent = _latent(latents[0])
+    error = (latent - reference).abs().max().item()
+    largest = reference.abs().max().item()
+    print(f"runner, gloo 2 ranks vs server (one process): latent max abs error {error:.3g} on values up to {largest:.3g}")
+    assert error < SAMPLING_RELATIVE_TOLERANCE * largest
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
