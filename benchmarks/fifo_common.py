@@ -66,7 +66,12 @@ class TinyFifo:
         self.frame_shape = (4, *self.manifest["latent_hw"])
 
     def run(self, frames: int, video_length: int, partitions: int, window_batch: int, eta: float = 1.0,
-            seed: int = 0, lookahead: bool = True):
+            seed: int = 0, lookahead: bool = True, base_clip=None, stop_after: int | None = None):
+        """Sample N = `frames` frames (base clip: model-space `[f, 4, h, w]` or None to sample one). With
+        `stop_after`, stop after that many FIFO iterations (timings cover what ran; no output).
+
+        Returns (output or None, timings): wall seconds `total`, `base` (base clip), `fifo` (iterations),
+        `unet` / `unet_fifo` (inside the UNet forward: all / during the iterations), `iterations` run."""
         import comfy.patcher_extension
         import comfy.samplers
         from fifo_infinity.nodes.fifo import FifoSampler, fifo_model, fifo_sigmas
@@ -74,14 +79,13 @@ class TinyFifo:
         torch = self.torch
         options = FifoOptions(video_length=video_length, num_partitions=partitions, lookahead=lookahead, eta=eta,
                               window_batch=window_batch)
-        unet_seconds = [0.0]
-        unet_calls = [0]
+        unet = {"seconds": 0.0, "calls": 0}
 
         def time_unet(executor, *args, **kwargs):
             start = time.perf_counter()
             out = executor(*args, **kwargs)
-            unet_seconds[0] += time.perf_counter() - start
-            unet_calls[0] += 1
+            unet["seconds"] += time.perf_counter() - start
+            unet["calls"] += 1
             return out
 
         model = fifo_model(self.model)
@@ -91,14 +95,32 @@ class TinyFifo:
         guider.set_cfg(self.manifest["fifo"]["cfg_scale"])
         latent = torch.zeros(frames, *self.frame_shape)
         sigmas = fifo_sigmas(model.get_model_object("model_sampling"), options)
-        stamps = []
+        base_steps = options.steps if base_clip is None else 0
+        stamps = []          # (time, UNet seconds so far) at every callback
+
+        def callback(step, x0, x, total):
+            stamps.append((time.perf_counter(), unet["seconds"]))
+            if stop_after is not None and len(stamps) == base_steps + stop_after:
+                raise _Stop()
+
+        base = None if base_clip is None else model.model.process_latent_out(base_clip)
         start = time.perf_counter()
-        out = guider.sample(torch.zeros_like(latent), latent, FifoSampler(options), sigmas, seed=seed, disable_pbar=True,
-                            callback=lambda step, x0, x, steps: stamps.append(time.perf_counter()))
-        total = time.perf_counter() - start
-        base = stamps[options.steps - 1] - start        # the first S callbacks are the base clip's DDIM steps
-        return out, dict(total=total, base=base, fifo=total - base, unet=unet_seconds[0], unet_calls=unet_calls[0],
-                         iterations=options.iterations(frames), base_steps=options.steps)
+        out = None
+        try:
+            out = guider.sample(torch.zeros_like(latent), latent, FifoSampler(options, base), sigmas, seed=seed,
+                                disable_pbar=True, callback=callback)
+        except _Stop:
+            pass
+        end = time.perf_counter()
+        base_end, unet_at_base = stamps[base_steps - 1] if base_steps else (start, 0.0)
+        iterations = len(stamps) - base_steps if stop_after is not None else options.iterations(frames)
+        return out, dict(total=end - start, base=base_end - start, fifo=end - base_end, unet=unet["seconds"],
+                         unet_fifo=unet["seconds"] - unet_at_base, unet_calls=unet["calls"], iterations=iterations,
+                         base_steps=base_steps)
+
+
+class _Stop(Exception):
+    """Raised from the sampling callback to end a timing run early."""
 
 
 def machine_note() -> str:

@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
 """FIFO sampler speed on the tiny reference VideoCrafter2 on CPU, through ComfyUI (CFGGuider + FIFO SAMPLER).
 
-Measures, for the official settings (f = 16, n = 4, lookahead, eta 1, CFG 12: 2n = 8 windows of 16 frames,
-cond and uncond batched), one sampling of N frames with all windows of an iteration in one UNet call
-(window_batch 0) and one with one window per call (window_batch 1, the official order):
+Settings are the reference manifest's (official FIFO: f = 16, n = 4, lookahead, eta 1, CFG 12, so 2n = 8
+windows of 16 frames per iteration, cond and uncond batched by ComfyUI). Every iteration costs the same
+(warm-up iterations included), so K iterations are timed and the run is stopped (the queue starts from the
+reference base clip); the base clip (S DDIM steps on one f-frame clip) is timed once on its own.
 
-  base clip           wall time of the S-step base clip (VideoCrafter2's DDIM on one f-frame clip)
-  time / iteration    FIFO wall time (after the base clip) / iterations: each iteration pops one frame, so
-                      this is the steady-state time per output frame of a long video
-  time / output frame total wall time / N (includes the base clip and the S - f warm-up iterations)
-  total / UNet        total wall time / wall time inside the UNet's forward (1.0 = no sampler overhead)
-  batching speed-up   total time with window_batch 1 / total time with window_batch 0
+  time / iteration     wall time of one FIFO iteration = one output frame in a long video
+  in UNet / iteration  wall time inside the UNet's forward (ComfyUI's DIFFUSION_MODEL wrapper)
+  total / UNet         iteration time / UNet time: 1.0 would be no overhead from sampler, guider and CFG
+  per frame, N = 100   (base clip + (N + S - f) iterations) / N, the cost per frame of a 100-frame video
+  batching speed-up    time / iteration with window_batch 1 (one window per call, the official order)
+                       divided by time / iteration with window_batch 0 (all 2n windows in one call)
 
 Writes the table to benchmarks/results/fifo.md (section fifo_speed) with the command that produced it.
 
-    python benchmarks/fifo_speed.py [--frames 16] [--comfyui <ComfyUI root>]
+    python benchmarks/fifo_speed.py [--iterations 8] [--comfyui <ComfyUI root>]
 """
 
 from __future__ import annotations
@@ -24,60 +25,62 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fifo_common import DEFAULT_COMFYUI, TinyFifo, machine_note, write_section  # noqa: E402
+from fifo_common import DEFAULT_COMFYUI, TinyFifo, machine_note, reference_dir, write_section  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=16, help="output frames N")
-    parser.add_argument("--video-length", type=int, default=None, help="f (default: the manifest's)")
-    parser.add_argument("--partitions", type=int, default=None, help="n (default: the manifest's)")
+    parser.add_argument("--iterations", type=int, default=8, help="FIFO iterations timed per setting (K)")
     parser.add_argument("--comfyui", default=DEFAULT_COMFYUI)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
+    import safetensors.torch
     bench = TinyFifo(args.comfyui)
     m = bench.manifest["fifo"]
-    f = args.video_length or m["video_length_f"]
-    n = args.partitions or m["num_partitions_n"]
-    rows = []
-    outputs = {}
-    bench.run(1, f, 1, 0, eta=0.0)          # warm-up: first-call allocations and kernel selection
+    f, n, k = m["video_length_f"], m["num_partitions_n"], args.iterations
+    steps, windows = f * n, 2 * n
+    clip = safetensors.torch.load_file(os.path.join(reference_dir(), "fifo.safetensors"))["base.eta1.latents"]
+    clip = clip[0].transpose(0, 1).contiguous()                     # [f, 4, h, w], model space
+
+    bench.run(1, f, n, 0, base_clip=clip, stop_after=1)             # warm-up (first-call allocations)
+    _, base = bench.run(1, f, n, 0, stop_after=1)                   # the base clip, then one iteration
+    rows = {}
     for window_batch in (0, 1):
-        out, t = bench.run(args.frames, f, n, window_batch)
-        outputs[window_batch] = out
-        rows.append((window_batch, t))
+        _, t = bench.run(1, f, n, window_batch, base_clip=clip, stop_after=k)
+        rows[window_batch] = t
         print(f"window_batch {window_batch}: {t}", flush=True)
-    difference = (outputs[0] - outputs[1]).abs().max().item()
-    batched, sequential = rows[0][1], rows[1][1]
-    windows = 2 * n
+
+    def per_frame(t, frames):
+        return (base["base"] + (frames + steps - f) * t["fifo"] / t["iterations"]) / frames
+
     lines = [
-        f"## Speed (FIFO SAMPLER through ComfyUI's CFGGuider)",
+        "## Speed (FIFO SAMPLER through ComfyUI's CFGGuider)",
         "",
-        f"Settings: f = {f}, n = {n}, lookahead, eta 1, CFG {m['cfg_scale']}, latent {bench.frame_shape[1]}x"
-        f"{bench.frame_shape[2]}, N = {args.frames} frames ({batched['iterations']} iterations after a "
-        f"{batched['base_steps']}-step base clip), fp32.",
+        f"Settings: f = {f}, n = {n} (S = {steps} levels, {windows} windows of {f} frames per iteration), lookahead, "
+        f"eta 1, CFG {m['cfg_scale']}, latent frames {'x'.join(map(str, bench.frame_shape))}, fp32, CPU; {k} "
+        f"iterations timed per row. Base clip ({steps} DDIM steps on {f} frames): {base['base']:.1f} s "
+        f"({base['unet'] - base['unet_fifo']:.1f} s in the UNet).",
         "",
-        "| window_batch | UNet calls | total (s) | in UNet (s) | total / UNet | base clip (s) | time / iteration (s) | time / output frame (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| window_batch | UNet calls / iteration | time / iteration (s) | in UNet / iteration (s) | total / UNet | "
+        "per frame, N = 100 (s) | per frame, N = 1000 (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for window_batch, t in rows:
-        label = f"{window_batch} (all {windows} windows per call)" if window_batch == 0 else "1 (one window per call)"
-        lines.append(f"| {label} | {t['unet_calls']} | {t['total']:.1f} | {t['unet']:.1f} | "
-                     f"{t['total'] / t['unet']:.3f} | {t['base']:.1f} | {t['fifo'] / t['iterations']:.3f} | "
-                     f"{t['total'] / args.frames:.2f} |")
+    for window_batch, t in rows.items():
+        label = f"0 (all {windows} windows per call)" if window_batch == 0 else "1 (one window per call)"
+        lines.append(f"| {label} | {t['unet_calls'] / t['iterations']:.0f} | {t['fifo'] / t['iterations']:.2f} | "
+                     f"{t['unet_fifo'] / t['iterations']:.2f} | {t['fifo'] / t['unet_fifo']:.3f} | "
+                     f"{per_frame(t, 100):.2f} | {per_frame(t, 1000):.2f} |")
+    speedup = (rows[1]["fifo"] / rows[1]["iterations"]) / (rows[0]["fifo"] / rows[0]["iterations"])
     lines += [
         "",
-        f"Window batching speed-up of the FIFO iterations (window_batch 1 / window_batch 0): "
-        f"**{sequential['fifo'] / batched['fifo']:.2f}x** (total time {sequential['total'] / batched['total']:.2f}x); "
-        f"largest difference between the two outputs "
-        f"{difference:.2g} (several CPU threads: oneDNN's rounding depends on the batch size; with one thread "
-        f"the outputs are identical, tests/test_fifo_core.py).",
+        f"Window batching speed-up (time / iteration, window_batch 1 over window_batch 0): **{speedup:.2f}x**. "
+        f"Both give the same latents (bit for bit with one CPU thread; with several, oneDNN's rounding depends on "
+        f"the batch size, about 1e-6 relative: tests/test_fifo_core.py).",
         "",
         machine_note(),
         "",
-        f"Command: `python benchmarks/fifo_speed.py --frames {args.frames}`"
-        + (f" --video-length {f}" if args.video_length else "") + (f" --partitions {n}" if args.partitions else ""),
+        f"Command: `python benchmarks/fifo_speed.py --iterations {k}`",
     ]
     text = "\n".join(lines)
     print(text)

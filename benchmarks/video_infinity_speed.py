@@ -8,7 +8,7 @@ denoises its share of the clips and rank 0 gathers the frames. Reported: the sec
 executing the workflow (after start-up), the start-up-inclusive wall time, and the largest difference between
 the two runs' latents.
 
-    python benchmarks/video_infinity_speed.py [--ranks 2] [--frames-per-clip 8] [--steps 6] [--size 256 128]
+    python benchmarks/video_infinity_speed.py [--ranks 2] [--frames-per-clip 8] [--steps 6] [--size 256 128] [--repeat 2]
 
 Writes the section `speed` of benchmarks/results/video_infinity.md.
 """
@@ -47,9 +47,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(args, work: str, ranks: int) -> dict:
-    out = os.path.join(work, f"out{ranks}")
-    result = os.path.join(work, f"result{ranks}.json")
+def run(args, work: str, ranks: int, attempt: int = 0, threads: int | None = None) -> dict:
+    out = os.path.join(work, f"out{ranks}_{attempt}_{threads}")
+    result = os.path.join(work, f"result{ranks}_{attempt}_{threads}.json")
     runner = [os.path.join(PACK_DIR, "run.py"), "--workflow", os.path.join(work, "workflow.json"), "--comfyui",
               args.comfyui, "--output-dir", out, "--extra-model-paths-config", os.path.join(work, "paths.yaml"),
               "--cpu", "--quiet", "--result-json", result]
@@ -58,7 +58,7 @@ def run(args, work: str, ranks: int) -> dict:
     else:
         command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc-per-node", str(ranks),
                    "--master-addr", "127.0.0.1", "--master-port", str(free_port())] + runner
-    threads = max(1, (os.cpu_count() or 1) // ranks)
+    threads = threads or max(1, (os.cpu_count() or 1) // ranks)
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
     wall = time.perf_counter() - start
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--frames-per-clip", type=int, default=8)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--size", type=int, nargs=2, default=[256, 128], help="width height in pixels")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each layout")
     parser.add_argument("--comfyui", default=DEFAULT_COMFYUI)
     args = parser.parse_args()
     import safetensors.torch
@@ -88,10 +89,13 @@ def main() -> None:
             f.write(f"video_infinity_bench:\n  checkpoints: {models}\n")
         with open(os.path.join(work, "workflow.json"), "w") as f:
             json.dump(prompt(args), f)
-        single = run(args, work, 1)
-        parallel = run(args, work, args.ranks)
-        a = safetensors.torch.load_file(single["latent"])["latent_tensor"]
-        b = safetensors.torch.load_file(parallel["latent"])["latent_tensor"]
+        singles, single_threads, parallels = [], [], []
+        for attempt in range(args.repeat):          # alternate, so every layout sees similar background load
+            singles.append(run(args, work, 1, attempt))
+            single_threads.append(run(args, work, 1, attempt, threads=1))
+            parallels.append(run(args, work, args.ranks, attempt))
+        a = safetensors.torch.load_file(singles[0]["latent"])["latent_tensor"]
+        b = safetensors.torch.load_file(parallels[0]["latent"])["latent_tensor"]
         difference = (a - b).abs().max().item()
         largest = a.abs().max().item()
 
@@ -104,19 +108,26 @@ def main() -> None:
         "'workflow s' = seconds each rank spent executing the graph (model loading, text encoding, sampling, decode, "
         "gather, save); 'wall s' includes process start-up (ComfyUI import, built-in nodes).",
         "",
-        "| layout | processes | threads/process | workflow s per rank | wall s |",
-        "|---|---|---|---|---|",
-        f"| one process | 1 | {single['threads']} | {single['seconds'][0]:.1f} | {single['wall']:.1f} |",
-        f"| torchrun, gloo | {w} | {parallel['threads']} | {' / '.join(f'{s:.1f}' for s in parallel['seconds'])} | "
-        f"{parallel['wall']:.1f} |",
+        "| run | layout | processes | threads/process | workflow s per rank | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for attempt, (single, one_thread, parallel) in enumerate(zip(singles, single_threads, parallels)):
+        lines += [
+            f"| {attempt + 1} | one process | 1 | {single['threads']} | {single['seconds'][0]:.1f} | {single['wall']:.1f} |",
+            f"| {attempt + 1} | one process | 1 | 1 | {one_thread['seconds'][0]:.1f} | {one_thread['wall']:.1f} |",
+            f"| {attempt + 1} | torchrun, gloo | {w} | {parallel['threads']} | "
+            f"{' / '.join(f'{s:.1f}' for s in parallel['seconds'])} | {parallel['wall']:.1f} |"]
+    lines += [
         "",
         f"Largest latent difference between the two runs: {difference:.3g} (values up to {largest:.3g}).",
         "",
         "Command:", "", "```",
         f"python benchmarks/video_infinity_speed.py --ranks {w} --frames-per-clip {f} --steps {args.steps} "
-        f"--size {args.size[0]} {args.size[1]}",
-        "```", "", machine_note() + " Both layouts share the same 2 cores: the ranks split them (threads/process), "
-        "so a speed-up here only shows that the clip work divides; on separate GPUs each rank has its own device.", ""]
+        f"--size {args.size[0]} {args.size[1]} --repeat {args.repeat}",
+        "```", "", machine_note() + " Both layouts share the same 2 cores: the ranks split them (threads/process). "
+        "Compare a rank with the one-process 1-thread row (the same work per core): on a shared CPU, intra-op "
+        "threading suffers most from the other jobs, so the 2-thread row is the least reliable. On separate GPUs each "
+        "rank has its own device and computes 1/W of the clips.", ""]
     print("\n".join(lines))
     print(f"wrote {write_section('speed', chr(10).join(lines))}")
 

@@ -33,9 +33,11 @@ import node_helpers
 from comfy_api.latest import io
 
 from ..samplers import ddim
-from ..samplers.fifo import QUEUE_INIT_MODES, FifoError, FifoOptions, GeneratorNoise, check_base_clip, fifo_generate
+from ..samplers.fifo import (QUEUE_INIT_MODES, FifoError, FifoOptions, GeneratorNoise, check_base_clip, fifo_generate,
+                             queue_levels)
 from ..samplers.schedule import PromptSchedule, PromptScheduleError
 from .common import category
+from .fifo_progress import QueueProgress
 from .latent import size_error
 
 log = logging.getLogger("fifo_infinity")
@@ -136,10 +138,11 @@ class FifoSampler(comfy.samplers.Sampler):
     """
 
     def __init__(self, options: FifoOptions, base_clip: torch.Tensor | None = None,
-                 prompts: FifoPromptList | None = None):
+                 prompts: FifoPromptList | None = None, node_id: str | None = None):
         self.options = options
         self.base_clip = base_clip          # VAE-space LATENT samples [f, C, h, w] or None
         self.prompts = prompts
+        self.node_id = node_id              # the node showing the live queue view (web/js), if any
 
     @property
     def frames_per_call(self) -> int:
@@ -192,6 +195,9 @@ class FifoSampler(comfy.samplers.Sampler):
             return ((model_input - denoised.float()) / sigma.view(-1, 1, 1, 1)).float()
 
         total_frames = options.iterations(num_frames)
+        progress = QueueProgress(self.node_id, queue_levels(options, grid)[0].tolist(), options.head, total_frames,
+                                 num_frames)
+        windows = [(w.start, w.end) for w in options.windows()]
 
         def on_base_step(i, steps, pred_x0):
             comfy.model_management.throw_exception_if_processing_interrupted()
@@ -200,13 +206,15 @@ class FifoSampler(comfy.samplers.Sampler):
 
         def on_frame(i, iterations, popped):
             comfy.model_management.throw_exception_if_processing_interrupted()
+            progress.update(i, max(0, i - options.warmup + 1), windows)
             if callback is not None and i < iterations - 1:
                 callback(i, popped, popped, iterations)
 
         try:
             output = fifo_generate(eps_model, num_frames, frame_shape, options, GeneratorNoise(seed, device),
                                    base_clip=base_clip, prompt_schedule=prompt_schedule, device=device,
-                                   on_base_step=on_base_step, on_frame=on_frame, schedule=grid)
+                                   on_base_step=on_base_step, on_frame=on_frame, schedule=grid,
+                                   output_device=comfy.model_management.intermediate_device())
         finally:
             if conds_for is not None:
                 guider.conds["positive"] = original_positive
@@ -337,6 +345,7 @@ class FIFOSamplerNode(io.ComfyNode):
                                                      "prompt with several prompts over the video."),
             ],
             outputs=[io.Sampler.Output(tooltip="The FIFO sampler, for SamplerCustom / SamplerCustomAdvanced.")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -348,7 +357,8 @@ class FIFOSamplerNode(io.ComfyNode):
     def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
                 prompt_schedule=None):
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
-        return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule))
+        return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule,
+                                         node_id=getattr(cls.hidden, "unique_id", None)))
 
 
 class FIFOSigmasNode(io.ComfyNode):
@@ -409,6 +419,7 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
                                              tooltip="Optional FIFO Prompt Schedule replacing positive."),
             ],
             outputs=[io.Latent.Output(tooltip="The video latent, N frames as batch.")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -445,7 +456,7 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
         guider.set_conds(node_helpers.conditioning_set_values(positive, values),
                          node_helpers.conditioning_set_values(negative, values))
         guider.set_cfg(cfg)
-        sampler = FifoSampler(options, base, prompts)
+        sampler = FifoSampler(options, base, prompts, node_id=getattr(cls.hidden, "unique_id", None))
         sigmas = fifo_sigmas(model.get_model_object("model_sampling"), options)
         total = options.iterations(frames)
         callback = latent_preview.prepare_callback(model, total)

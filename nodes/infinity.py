@@ -13,9 +13,9 @@ import torch
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from ..samplers.transport import (DISTRIBUTED, DistributedTransport, distributed_ready, parse_devices)
+from ..samplers.transport import DISTRIBUTED, DistributedTransport, distributed_ready, parse_devices
 from ..samplers.video_infinity import (Phase, VideoInfinityError, VideoInfinityOptions, check_clips, clip_count,
-                                       option_errors, partition_clips, prompt_index)
+                                       partition_clips, prompt_index)
 from ..samplers.video_infinity_model import VideoInfinityRuntime, install
 from .common import category
 

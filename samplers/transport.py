@@ -94,10 +94,6 @@ class Transport(ABC):
         return partition_clips(clips, self.participants())
 
     @abstractmethod
-    def local_clips_on(self, clips: int, device) -> int:
-        """How many clips this process computes on `device` during one call (for memory estimates)."""
-
-    @abstractmethod
     def run(self, clips: int, work: Callable[[Endpoint], torch.Tensor], device, signature: tuple = ()) -> list[torch.Tensor]:
         """Every participant's `work(endpoint)` output `[chunks, its clips, ...]`, in clip order, on `device`.
 
@@ -120,13 +116,6 @@ class InProcessTransport(Transport):
     def participants(self) -> int:
         return max(1, len(self.devices))
 
-    def local_clips_on(self, clips, device):
-        if not self.devices:
-            return clips
-        device = torch.device(device)
-        sizes = self.sizes(clips)
-        return sum(size for size, d in zip(sizes, self.devices) if _same_device(d, device)) or min(sizes)
-
     def describe(self):
         if not self.devices:
             return "in-process, one call"
@@ -142,7 +131,7 @@ class InProcessTransport(Transport):
         return [out.to(device) for out in outputs]
 
 
-def _same_device(a: torch.device, b: torch.device) -> bool:
+def same_device(a: torch.device, b: torch.device) -> bool:
     a, b = torch.device(a), torch.device(b)
     if a.type != b.type:
         return False
@@ -271,9 +260,6 @@ class DistributedTransport(Transport):
 
     def participants(self):
         return self.size
-
-    def local_clips_on(self, clips, device):
-        return self.sizes(clips)[self.rank]
 
     def describe(self):
         return f"torch.distributed ({self.dist.get_backend(self.group)}), rank {self.rank} of {self.size}"

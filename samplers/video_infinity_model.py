@@ -23,6 +23,7 @@ attentions: both attn1 and attn2 of every temporal transformer and the init_attn
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -30,9 +31,11 @@ from dataclasses import dataclass
 import torch
 
 from .transport import (DistributedTransport, Endpoint, InProcessTransport, LocalEndpoint, Transport,
-                        _same_device, parse_devices, resolve_transport)
+                        same_device, parse_devices, resolve_transport)
 from .video_infinity import (VideoInfinityError, VideoInfinityOptions, check_clips, clip_count, dual_scope_attention,
                              pad_with_neighbours, synced_group_norm)
+
+log = logging.getLogger("fifo_infinity")
 
 CALL_KEY = "video_infinity_call"
 OPTIONS_KEY = "video_infinity"
@@ -217,13 +220,13 @@ class VideoInfinityRuntime:
         unet = executor.class_obj
         if isinstance(transport, InProcessTransport):
             for device in transport.devices:
-                if not _same_device(device, x.device):
+                if not same_device(device, x.device):
                     self.replica(unet, device)
 
         def work(endpoint: Endpoint):
             start, stop = endpoint.first_clip, endpoint.first_clip + endpoint.local_clips
             device = endpoint.device
-            whole = start == 0 and stop == clips and _same_device(device, x.device)
+            whole = start == 0 and stop == clips and same_device(device, x.device)
 
             def take(t):
                 if whole or not torch.is_tensor(t):
@@ -239,7 +242,7 @@ class VideoInfinityRuntime:
             args = (take(x), take(timesteps), take(context))
             control_here = control if whole else _clip_control(control, take)
             extra = {key: take(value) for key, value in kwargs.items()}
-            if _same_device(device, x.device):
+            if same_device(device, x.device):
                 out = executor(*args, control_here, options_here, **extra)
             else:
                 out = self.replica(unet, device)(args[0], args[1], context=args[2], control=control_here,
@@ -268,6 +271,10 @@ class VideoInfinityRuntime:
     # -- OUTER_SAMPLE wrapper: replicas live for one sampling -----------------------------------------
     def outer_sample_wrapper(self, executor, *args, **kwargs):
         try:
+            log.info("Video-Infinity: clips of %d frames, %s", self.options.frames_per_clip, self.transport().describe())
+        except Exception as error:       # noqa: BLE001 - the sampling itself reports the problem
+            log.warning("Video-Infinity: %s", error)
+        try:
             return executor(*args, **kwargs)
         finally:
             self.drop_replicas()
@@ -281,7 +288,7 @@ class VideoInfinityRuntime:
         if isinstance(transport, DistributedTransport):
             return 1.0 / transport.participants()
         if isinstance(transport, InProcessTransport) and transport.devices:
-            here = sum(1 for d in transport.devices if _same_device(d, load_device))
+            here = sum(1 for d in transport.devices if same_device(d, load_device))
             return max(here, 1) / len(transport.devices)
         return 1.0
 

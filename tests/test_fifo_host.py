@@ -155,14 +155,32 @@ def test_prompt_schedule_matches_the_core(host, setup, reference):
 
 # ---------------------------------------------------------------- progress, interruption
 
-def test_progress_counts_frames_and_interruption_stops_within_one_call(host, setup, reference):
+def test_progress_counts_frames_and_interruption_stops_within_one_call(host, setup, reference, monkeypatch):
+    """Callbacks per iteration (popped frame as x0), the live queue messages for the web view, and the
+    interrupt flag honoured before the next model call."""
     import comfy.model_management
     import comfy.patcher_extension
     import comfy.samplers
+    import fifo_infinity.nodes.fifo as fifo_nodes
     from fifo_infinity.nodes.fifo import FifoSampler
+
+    messages = []
+
+    class FakeServer:
+        client_id = "client"
+
+        def send_sync(self, event, data, client):
+            messages.append((event, data, client))
+
+    class RecordingProgress(fifo_nodes.QueueProgress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.server, self.interval = FakeServer(), 0.0
+
+    monkeypatch.setattr(fifo_nodes, "QueueProgress", RecordingProgress)
     base = to_frames(reference["base.eta0.latents"])[:8]
     options = fifo.FifoOptions(8, 1, True, 0.0, window_batch=1)
-    sampler = FifoSampler(options, setup["model"].model.process_latent_out(base))
+    sampler = FifoSampler(options, setup["model"].model.process_latent_out(base), node_id="7")
     sigmas = host.NODE_CLASS_MAPPINGS["FIFOSigmas"].execute(setup["model"], 8, 1).result[0]
     latent = torch.zeros(50, *setup["frame_shape"])
     calls, steps = [], []
@@ -190,6 +208,12 @@ def test_progress_counts_frames_and_interruption_stops_within_one_call(host, set
     assert steps == [(i, 50, (1, *setup["frame_shape"])) for i in range(3)]
     assert calls.count(3) == 0              # no model call after the interrupt flag was set
     assert sorted(set(calls)) == [0, 1, 2]   # the three iterations before it ran
+    assert [m[1]["iteration"] for m in messages] == [0, 1, 2]
+    event, data, client = messages[0]
+    assert event == "fifo_infinity.queue" and client == "client" and data["node"] == "7"
+    assert len(data["timesteps"]) == options.queue_length and data["timesteps"][-1] == 999
+    assert data["popped_slot"] == options.head and data["frames_total"] == 50 and data["iterations"] == 50
+    assert data["windows"] == [[w.start, w.end] for w in options.windows()]
 
 
 # ---------------------------------------------------------------- errors name the value
@@ -208,7 +232,8 @@ def test_bad_node_inputs_give_clear_errors(host, setup, reference):
     with pytest.raises(ValueError, match="base clip has 12 frames but video_length f = 16"):
         sampler.execute(**sampler_inputs(video_length=16, base_clip=base))
     wrong_size = {"samples": torch.zeros(8, 4, 4, 4)}
-    with pytest.raises(fifo.FifoError, match=r"4x4x4 .* 4x8x16"):
+    # errors raised inside ComfyUI come from the pack as ComfyUI loaded it (another module copy): match ValueError
+    with pytest.raises(ValueError, match=r"4x4x4 .* 4x8x16"):
         run_custom_advanced(host, setup, sampler_inputs(base_clip=wrong_size), 2, 0)
     with pytest.raises(ValueError, match=r"set width and height to 32x32"):
         all_in_one.execute(setup["model"], setup["positive"], setup["negative"], 3, setup["width"], setup["height"], 0,
@@ -216,13 +241,13 @@ def test_bad_node_inputs_give_clear_errors(host, setup, reference):
 
     short = nodes["FIFOPromptSchedule"].execute(setup["positive"], 2, 0).result[0]
     short = nodes["FIFOPromptSchedule"].execute(setup["positive"], 3, 0, previous=short).result[0]
-    with pytest.raises(schedule.PromptScheduleError, match=r"sum to 5 \(2 \+ 3\), fewer than the 7 frames"):
+    with pytest.raises(ValueError, match=r"sum to 5 \(2 \+ 3\), fewer than the 7 frames"):
         run_custom_advanced(host, setup, sampler_inputs(prompt_schedule=short), 7, 0)
 
     guider = nodes["CFGGuider"].execute(setup["model"], setup["positive"], setup["negative"], 1.0).result[0]
     wrong_sigmas = nodes["BasicScheduler"].execute(setup["model"], "simple", 10, 1.0).result[0]
     latent = nodes["VideoCrafterEmptyVideoLatent"].execute(setup["width"], setup["height"], 2).result[0]
-    with pytest.raises(fifo.FifoError, match=r"sigmas has 10 steps .* f \* n = 8 \* 2 = 16"):
+    with pytest.raises(ValueError, match=r"sigmas has 10 steps .* f \* n = 8 \* 2 = 16"):
         nodes["SamplerCustomAdvanced"].execute(nodes["RandomNoise"].execute(0).result[0], guider,
                                                sampler.execute(**sampler_inputs()).result[0], wrong_sigmas, latent)
 

@@ -2,7 +2,6 @@
 runner (run.py) under torchrun with 2 gloo ranks, which must produce the same latent as the server's single
 process. Sizes are shrunk for the tiny model; everything else is the example's graph."""
 
-import copy
 import json
 import os
 import subprocess

@@ -646,7 +646,7 @@ def parse_args(argv=None):
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.add_argument("--calibration-clips", type=int, default=16, help="clips measuring the latent scale")
-    p.add_argument("--pool-clips", type=int, default=3000)
+    p.add_argument("--pool-clips", type=int, default=2000)
     p.add_argument("--pool-chunk", type=int, default=100)
     p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--unet-batch", type=int, default=2)

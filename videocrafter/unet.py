@@ -26,7 +26,7 @@ are ComfyUI's `SpatialTransformer`, so every pack's attention patch works here):
   the GroupNorm of every temporal transformer on `x` `[B, C, T, h, w]`. Used by Video-Infinity's
   synchronised GroupNorm.
 
-`extra_options` holds the transformer options (minus patches) plus `block` (("input", i), ("middle", 0),
+`extra_options` holds the transformer options (patches included) plus `block` (("input", i), ("middle", 0),
 ("output", i) or ("init", 0)), `attention` ("attn1"/"attn2"), `n_heads`, `dim_head`, `video_length` and
 `timesteps` (the `[B*T]` timesteps of this forward pass).
 """
