@@ -137,28 +137,6 @@ def _module_tensor(module, name: str, like: torch.Tensor):
     return value
 
 
-class UNetHook:
-    """A patch for one of the UNet's `patches_replace["temporal_*"]` slots.
-
-    The UNet calls the slot's value; ComfyUI's ModelPatcher (`model_patches_to`, `model_patches_models`, run on
-    every load and detach) iterates every `patches_replace` entry as a `{block: patch}` mapping and fails on a
-    bare function ("'function' object is not iterable"). This object is both callable and an empty iterable.
-    (A dict subclass would not survive ComfyUI's `copy_nested_dicts`, which turns it into a plain dict.)
-    """
-
-    def __init__(self, function):
-        self.function = function
-
-    def __call__(self, *args, **kwargs):
-        return self.function(*args, **kwargs)
-
-    def __iter__(self):
-        return iter(())
-
-    def __repr__(self):
-        return f"UNetHook({self.function.__name__})"
-
-
 def install(transformer_options: dict, options: VideoInfinityOptions) -> dict:
     """A copy of `transformer_options` with the clip length, the options and the patches Video-Infinity needs.
 
@@ -172,11 +150,11 @@ def install(transformer_options: dict, options: VideoInfinityOptions) -> dict:
     for key in ("temporal_attention", "temporal_conv", "temporal_norm"):
         replace.pop(key, None)
     if options.dual_scope_attention:
-        replace["temporal_attention"] = UNetHook(temporal_attention_patch)
+        replace["temporal_attention"] = {"all": temporal_attention_patch}
     if options.conv_context_frames > 0 or options.sync_group_norm:
-        replace["temporal_conv"] = UNetHook(temporal_conv_patch)
+        replace["temporal_conv"] = {"all": temporal_conv_patch}
     if options.sync_group_norm:
-        replace["temporal_norm"] = UNetHook(temporal_norm_patch)
+        replace["temporal_norm"] = {"all": temporal_norm_patch}
     out["patches_replace"] = replace
     return out
 

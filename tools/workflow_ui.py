@@ -26,8 +26,18 @@ def _inputs_in_order(node_class) -> list[tuple[str, str, dict]]:
         for name, entry in spec.get(section, {}).items():
             kind = entry[0]
             options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
-            out.append((name, "COMBO" if isinstance(kind, list) else kind, options))
+            if isinstance(kind, list):
+                kind, options = "COMBO", dict(options, options=kind)
+            out.append((name, kind, options))
     return out
+
+
+def _default(kind: str, options: dict):
+    if "default" in options:
+        return options["default"]
+    if kind == "COMBO":
+        return (options.get("options") or [None])[0]
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]
 
 
 def _outputs(node_class) -> list[tuple[str, str]]:
@@ -73,10 +83,13 @@ def api_to_ui(api: dict, node_classes: dict) -> dict:
                     if row[0] == link:
                         row[4] = len(inputs)
                 inputs.append({"name": name, "type": kind, "link": link})
-            elif kind in WIDGET_TYPES and name in entry["inputs"]:
-                widgets.append(entry["inputs"][name])
+            elif kind in WIDGET_TYPES:
+                # widgets_values are positional: an input the API twin leaves out takes its default
+                widgets.append(entry["inputs"][name] if name in entry["inputs"] else _default(kind, options))
                 if kind == "INT" and (options.get("control_after_generate") or name in ("seed", "noise_seed")):
                     widgets.append("fixed")
+            else:
+                inputs.append({"name": name, "type": kind, "link": None})   # an unconnected socket
         outputs = [{"name": name, "type": kind, "links": outgoing.get((node_id, slot), []), "slot_index": slot}
                    for slot, (name, kind) in enumerate(_outputs(node_class))]
         column = _depth(api, node_id, depth_memo)

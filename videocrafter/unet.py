@@ -17,6 +17,9 @@ are ComfyUI's `SpatialTransformer`, so every pack's attention patch works here):
 
 - `transformer_options["patches"]["temporal_query"]`: list of `fn(q, extra_options) -> q`, called in every
   temporal attention right after `to_q`; `q` is `[B*h*w, T, heads*dim_head]`. Used by the weighted Q-cache.
+Replace patches follow ComfyUI's form `patches_replace[name][key] = fn` (so ModelPatcher can move and list
+them): `key` is a block (e.g. `("output", 3)`) or `"all"` for every block without its own entry.
+
 - `transformer_options["patches_replace"]["temporal_attention"]`: `fn(q, k, v, extra_options) -> out`
   replacing the attention product of every temporal attention (out `[B*h*w, T, heads*dim_head]`, before
   `to_out`). Used by Video-Infinity's dual-scope attention.
@@ -45,6 +48,14 @@ from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 DEFAULT_FPS = 8
 
 
+def find_replace(extra_options: dict, name: str):
+    """The replace patch `name` for the current block: `patches_replace[name][block]`, else `[name]["all"]`."""
+    table = extra_options.get("patches_replace", {}).get(name)
+    if not table:
+        return None
+    return table.get(extra_options.get("block"), table.get("all"))
+
+
 class TemporalConvBlock(nn.Module):
     """Four (GroupNorm, SiLU, Conv3d (3, 1, 1)) stages with a residual, mixing neighbouring frames.
 
@@ -71,7 +82,7 @@ class TemporalConvBlock(nn.Module):
 
     def forward(self, x, extra_options=None):
         if extra_options is not None:
-            replace = extra_options.get("patches_replace", {}).get("temporal_conv")
+            replace = find_replace(extra_options, "temporal_conv")
             if replace is not None:
                 return replace(self, x, extra_options)
         return x + self.convolutions(x)
@@ -122,7 +133,7 @@ class TemporalAttention(nn.Module):
             q = patch(q, extra_options)
         k = self.to_k(x)
         v = self.to_v(x)
-        replace = extra_options.get("patches_replace", {}).get("temporal_attention")
+        replace = find_replace(extra_options, "temporal_attention")
         if replace is not None:
             out = replace(q, k, v, extra_options)
         else:
@@ -175,7 +186,7 @@ class TemporalTransformer(nn.Module):
         b = n // video_length
         x_in = x
         x = x.unflatten(0, (b, video_length)).transpose(1, 2)                    # [B, C, T, h, w]
-        norm_replace = extra_options.get("patches_replace", {}).get("temporal_norm")
+        norm_replace = find_replace(extra_options, "temporal_norm")
         x = self.norm(x) if norm_replace is None else norm_replace(self.norm, x, extra_options)
         x = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, video_length)       # [B*h*w, C, T]
         if self.use_linear:
