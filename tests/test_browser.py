@@ -1,0 +1,435 @@
+"""The pack in ComfyUI's real browser UI: headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)
+against a real `main.py --cpu` server serving the real frontend (comfyui-frontend-package).
+
+- the example workflows are listed as templates, and each one loads in the page with every node type
+  registered, no node in an error state, and gives back exactly the API prompt of its API twin;
+- our web extension is listed, its imports resolve, it registers in the page, colours the pack's nodes
+  (and only those) and adds the queue live view to the FIFO sampler nodes;
+- the tiny-model demo template, queued from the page with a handful of frames, runs to the end, the page
+  receives the server's `fifo_infinity.queue` messages and the widget draws them; screenshots of the graph
+  and of the FIFO node go to benchmarks/results/browser_graph.png and browser_queue_widget.png.
+
+Chromium: FIFO_CHROMIUM or /usr/bin/chromium (never downloaded). Run: tools/run_tests.sh tests/test_browser.py
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import re
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+import requests
+
+from conftest import PACK_DIR, comfy_root, load_api_workflow
+
+CHROMIUM = os.environ.get("FIFO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic"]
+VIEWPORT = {"width": 1600, "height": 1000}
+RESULTS_DIR = os.path.join(PACK_DIR, "benchmarks", "results")
+EXTENSION_FILE = os.path.join(PACK_DIR, "web", "js", "fifo_infinity.js")
+PACK_CATEGORY = "FIFO-Infinity"
+QUEUE_WIDGET = "fifo_queue_view"
+QUEUE_EVENT = "fifo_infinity.queue"
+
+EXAMPLES = sorted(os.path.splitext(os.path.basename(p))[0]
+                  for p in glob.glob(os.path.join(PACK_DIR, "example_workflows", "*.json")))
+
+# The tiny-model demo, queued from the browser with FIFO settings cut down so it runs in well under a minute
+# on two shared CPU cores: the run time is dominated by the base clip (f*n DDIM steps) and the S - f warm-up
+# iterations, not by the frame count, so f and n are reduced as well (queue of f*n + f/2 = 12 slots, 2 windows).
+DEMO = "fifo_tiny_demo"
+DEMO_SETTINGS = {"frames": 6, "video_length": 8, "num_partitions": 1}
+DEMO_QUEUE_SLOTS = DEMO_SETTINGS["video_length"] * DEMO_SETTINGS["num_partitions"] + DEMO_SETTINGS["video_length"] // 2
+DEMO_ITERATIONS = DEMO_SETTINGS["frames"] + DEMO_SETTINGS["video_length"] * (DEMO_SETTINGS["num_partitions"] - 1)
+
+READY_JS = """() => !!(window.app && app.graph && app.canvas && window.LiteGraph && app.api && app.api.clientId
+                      && LiteGraph.registered_node_types && LiteGraph.registered_node_types["KSampler"])"""
+
+# Records every server message the page's api object dispatches that the tests look at.
+LISTEN_JS = """() => {
+  if (window.__fifoTest) return;
+  window.__fifoTest = {events: []};
+  for (const name of ["execution_start", "executing", "executed", "execution_success", "execution_error",
+                      "execution_interrupted", "%s"]) {
+    app.api.addEventListener(name, ({detail}) => window.__fifoTest.events.push({name, detail}));
+  }
+}""" % QUEUE_EVENT
+
+LOAD_JS = """async ([url, name]) => {
+  const workflow = await (await fetch(url)).json();
+  await app.loadGraphData(workflow, true, true, name, {showMissingNodesDialog: false, showMissingModelsDialog: false});
+  const prompt = await app.graphToPrompt();
+  const saved = app.graph.serialize();
+  return {
+    template: workflow,
+    nodes: app.graph.nodes.map(n => ({
+      id: n.id, type: n.type, registered: !!LiteGraph.registered_node_types[n.type], has_errors: !!n.has_errors,
+      color: n.color ?? null, bgcolor: n.bgcolor ?? null, widgets: (n.widgets ?? []).map(w => w.name)})),
+    output: JSON.parse(JSON.stringify(prompt.output)),
+    saved_widgets: Object.fromEntries(saved.nodes.map(n => [n.id, n.widgets_values ?? []])),
+  };
+}"""
+
+# Fits the given nodes (all when ids is null) into the canvas and redraws at once.
+FIT_JS = """([ids, margin]) => {
+  const canvas = app.canvas, title = LiteGraph.NODE_TITLE_HEIGHT;
+  const nodes = app.graph.nodes.filter(n => ids === null || ids.includes(String(n.id)));
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of nodes) {
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const rect = canvas.canvas.getBoundingClientRect();
+  const left = 70, top = 80;   // keep clear of the side bar, menu bar and banners drawn over the canvas
+  const width = rect.width - left - 2 * margin, height = rect.height - top - 2 * margin;
+  const scale = Math.min(width / (x1 - x0), height / (y1 - y0), 1.5);
+  canvas.ds.scale = scale;
+  canvas.ds.offset[0] = (left + margin + (width - (x1 - x0) * scale) / 2) / scale - x0;
+  canvas.ds.offset[1] = (top + margin + (height - (y1 - y0) * scale) / 2) / scale - y0;
+  canvas.setDirty(true, true);
+  canvas.draw(true, true);
+  return scale;
+}"""
+
+# Screen rectangles (CSS pixels) of a node (with its title) and of one of its widgets.
+RECT_JS = """([id, widgetName]) => {
+  const canvas = app.canvas, ds = canvas.ds, title = LiteGraph.NODE_TITLE_HEIGHT;
+  canvas.draw(true, true);
+  const node = app.graph.getNodeById(Number(id));
+  const box = canvas.canvas.getBoundingClientRect();
+  const toScreen = (x, y) => [box.left + (x + ds.offset[0]) * ds.scale, box.top + (y + ds.offset[1]) * ds.scale];
+  const [nx, ny] = toScreen(node.pos[0], node.pos[1] - title);
+  const result = {node: {x: nx, y: ny, width: node.size[0] * ds.scale, height: (node.size[1] + title) * ds.scale}};
+  const widget = (node.widgets ?? []).find(w => w.name === widgetName);
+  if (widget) {
+    const wy = widget.last_y ?? widget.y;
+    const [x, y] = toScreen(node.pos[0], node.pos[1] + wy);
+    result.widget = {x, y, width: node.size[0] * ds.scale, height: widget.computeSize(node.size[0])[1] * ds.scale};
+  }
+  return result;
+}"""
+
+
+def _json(url):
+    response = requests.get(url, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def browser_server(tmp_path_factory, model_folders):
+    """A real ComfyUI server with the real frontend (the API-only `server` fixture skips the frontend)."""
+    import server_harness
+    work_dir = tmp_path_factory.mktemp("browser_server")
+    user_dir = work_dir / "user"
+    user_dir.mkdir()
+    instance = server_harness.ComfyServer(comfy_root(), str(work_dir), model_folders, frontend=True)
+    # Its own --user-directory: the frontend stores its settings there, and must not write them into the host's
+    # user/ folder (with COMFYUI_PATH, the user's own ComfyUI). ComfyServer has no argument for extra command
+    # line options, so its Popen call gets the option appended while start() runs.
+    popen = server_harness.subprocess.Popen
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(server_harness.subprocess, "Popen",
+                      lambda command, *args, **kwargs: popen(command + ["--user-directory", str(user_dir)], *args, **kwargs))
+        instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def pack_folder(browser_server):
+    """The pack's folder name under custom_nodes, as the server reports it in /workflow_templates."""
+    templates = _json(browser_server.url + "/workflow_templates")
+    ours = [folder for folder, names in templates.items() if set(names) == set(EXAMPLES)]
+    assert len(ours) == 1, f"no template folder lists exactly our examples {EXAMPLES}: {templates}"
+    return ours[0]
+
+
+@pytest.fixture(scope="module")
+def object_info(browser_server):
+    return _json(browser_server.url + "/object_info")
+
+
+class PageLog:
+    """Uncaught page errors and console errors, with the time they happened."""
+
+    def __init__(self, page):
+        self.entries = []
+        page.on("pageerror", lambda error: self.entries.append((time.monotonic(), "pageerror", str(error))))
+        page.on("console", lambda message: self.entries.append((time.monotonic(), message.type, message.text))
+                if message.type == "error" else None)
+
+    def since(self, start):
+        return [(kind, text) for t, kind, text in self.entries if t >= start]
+
+    def errors_since(self, start):
+        """Page errors and console errors, except the browser's own failed-request lines (404s of optional
+        user files, the offline release check), which name no URL and say nothing about the page's code."""
+        return [(kind, text) for kind, text in self.since(start) if not text.startswith("Failed to load resource")]
+
+
+@pytest.fixture(scope="module")
+def page(browser_server):
+    if not os.path.isfile(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (tools/setup_env.sh does) or set FIFO_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            _store_settings(browser_server)
+            page = browser.new_page(viewport=VIEWPORT)
+            page.log = PageLog(page)
+            page.goto(browser_server.url + "/", wait_until="domcontentloaded", timeout=120_000)
+            page.wait_for_function(READY_JS, timeout=120_000, polling=250)
+            page.evaluate(LISTEN_JS)
+            assert not page.evaluate("() => app.extensionManager.setting.get('Comfy.VueNodes.Enabled')")
+            yield page
+        finally:
+            browser.close()
+
+
+# Settings of the fixture's own user directory, stored before the page opens: the classic LiteGraph canvas (what
+# the queue view draws on; 1.32's default, pinned), no minimap over the screenshots, and no first-run
+# templates dialog covering the graph.
+PAGE_SETTINGS = {"Comfy.VueNodes.Enabled": False, "Comfy.Minimap.Visible": False, "Comfy.TutorialCompleted": True}
+
+
+def _store_settings(server):
+    response = requests.post(server.url + "/settings", json=PAGE_SETTINGS, timeout=30)
+    response.raise_for_status()
+    stored = _json(server.url + "/settings")
+    assert {k: stored.get(k) for k in PAGE_SETTINGS} == PAGE_SETTINGS, stored
+
+
+def _close_dialogs(page):
+    for _ in range(5):
+        if not page.locator(".p-dialog").count():
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+    assert not page.locator(".p-dialog").count(), "a dialog stays open over the graph"
+
+
+def _load(page, browser_server, pack_folder, name):
+    url = f"/api/workflow_templates/{urllib.parse.quote(pack_folder)}/{name}.json"
+    return page.evaluate(LOAD_JS, [url, name])
+
+
+def _pack_colors():
+    """The colours web/js/fifo_infinity.js gives the pack's nodes (read from the file, one source of truth)."""
+    with open(EXTENSION_FILE) as f:
+        match = re.search(r'COLORS\s*=\s*\{\s*color:\s*"([^"]+)",\s*bgcolor:\s*"([^"]+)"\s*\}', f.read())
+    assert match, "web/js/fifo_infinity.js: no `COLORS = { color: ..., bgcolor: ... }`"
+    return match.group(1), match.group(2)
+
+
+def _is_fifo_sampler(node_type, info):
+    return "FIFO" in node_type and "Sampler" in node_type and not info.get("output_node")
+
+
+# --- server side of the UI ---------------------------------------------------------------------------------
+
+def test_examples_are_browsable_templates(browser_server, pack_folder):
+    assert EXAMPLES, "no example workflows in example_workflows/"
+    for name in EXAMPLES:
+        served = _json(f"{browser_server.url}/api/workflow_templates/{urllib.parse.quote(pack_folder)}/{name}.json")
+        with open(os.path.join(PACK_DIR, "example_workflows", f"{name}.json")) as f:
+            assert served == json.load(f), f"{name}.json is served with different content"
+        assert os.path.isfile(os.path.join(PACK_DIR, "example_workflows", "api", f"{name}.json")), \
+            f"{name}: no API twin in example_workflows/api/"
+
+
+def test_extension_is_listed_and_its_imports_resolve(browser_server, pack_folder):
+    """ComfyUI serves web/js/x.js as /extensions/<pack>/js/x.js; every relative import in it must resolve
+    from that URL (the frontend's scripts live at /scripts/, three levels up), or the browser drops the file."""
+    listed = _json(browser_server.url + "/extensions")
+    url = f"/extensions/{pack_folder}/js/fifo_infinity.js"
+    assert url in listed, f"{url} not in /extensions: {[u for u in listed if 'fifo' in u.lower()]}"
+    response = requests.get(browser_server.url + url, timeout=30)
+    assert response.status_code == 200
+    with open(EXTENSION_FILE) as f:
+        assert response.text == f.read()
+    specifiers = re.findall(r'^\s*import\s[^;]*?from\s+"([^"]+)"', response.text, flags=re.M)
+    assert specifiers, "the extension imports nothing (it needs app.js at least)"
+    unresolved = {}
+    for specifier in specifiers:
+        target = urllib.parse.urljoin(browser_server.url + url, specifier)
+        status = requests.get(target, timeout=30).status_code
+        if status != 200:
+            unresolved[specifier] = f"{urllib.parse.urlparse(target).path} -> HTTP {status}"
+    assert not unresolved, f"imports of {url} that do not resolve: {unresolved}"
+
+
+# --- in the page -------------------------------------------------------------------------------------------
+
+def test_extension_registers_in_the_page(page):
+    names = page.evaluate("() => app.extensions.map(e => e.name)")
+    errors = [text for _, text in page.log.since(0) if "fifo" in text.lower()]
+    assert "fifo_infinity.ui" in names, f"our extension did not register; page errors about it: {errors}"
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_loads_in_the_page(page, browser_server, pack_folder, object_info, name):
+    start = time.monotonic()
+    loaded = _load(page, browser_server, pack_folder, name)
+    nodes = {str(n["id"]): n for n in loaded["nodes"]}
+    template_ids = {str(n["id"]) for n in loaded["template"]["nodes"]}
+    assert set(nodes) == template_ids, f"page has nodes {sorted(nodes)}, template {sorted(template_ids)}"
+
+    missing = sorted({n["type"] for n in nodes.values() if not n["registered"] or n["type"] not in object_info})
+    assert not missing, f"{name}: node types missing in the browser: {missing}"
+    red = {i: n["type"] for i, n in nodes.items() if n["has_errors"]}
+    assert not red, f"{name}: nodes in an error state: {red}"
+
+    # what Queue would send is exactly the API twin (the prompt the server tests run)
+    api = load_api_workflow(f"{name}.json")
+    got = {i: {"class_type": e["class_type"], "inputs": e["inputs"]} for i, e in loaded["output"].items()}
+    want = {i: {"class_type": e["class_type"], "inputs": e["inputs"]} for i, e in api.items()}
+    differences = {i: {"page": got.get(i), "api twin": want.get(i)} for i in sorted(set(got) | set(want))
+                   if got.get(i) != want.get(i)}
+    assert not differences, f"{name}: the page's prompt differs from example_workflows/api/{name}.json: " \
+                            f"{json.dumps(differences)[:3000]}"
+
+    # saving the loaded workflow gives back our nodes' widget values: the queue view is display-only and must
+    # not add a value (stock nodes are left out: e.g. LoadImage's upload button saves a value of its own)
+    template_widgets = {str(n["id"]): n.get("widgets_values", []) for n in loaded["template"]["nodes"]}
+    saved_widgets = {str(i): v for i, v in loaded["saved_widgets"].items()}
+    changed = {i: {"template": template_widgets[i], "saved": saved_widgets.get(i)} for i in template_widgets
+               if object_info[nodes[i]["type"]]["category"].startswith(PACK_CATEGORY)
+               and saved_widgets.get(i) != template_widgets[i]}
+    assert not changed, f"{name}: saving the loaded workflow changes widget values: {json.dumps(changed)[:2000]}"
+
+    color, bgcolor = _pack_colors()
+    for i, node in nodes.items():
+        info = object_info[node["type"]]
+        ours = info["category"].startswith(PACK_CATEGORY)
+        if ours:
+            assert (node["color"], node["bgcolor"]) == (color, bgcolor), f"{name}: pack node {i} {node['type']} " \
+                f"has colours {node['color']}/{node['bgcolor']}, not the pack's {color}/{bgcolor}"
+        else:
+            assert node["color"] != color and node["bgcolor"] != bgcolor, \
+                f"{name}: stock node {i} {node['type']} got the pack's colours"
+        has_view = QUEUE_WIDGET in node["widgets"]
+        assert has_view == (ours and _is_fifo_sampler(node["type"], info)), \
+            f"{name}: node {i} {node['type']} {'has' if has_view else 'lacks'} the queue view"
+
+    assert not page.log.errors_since(start), f"{name}: errors in the page while loading: {page.log.errors_since(start)}"
+
+
+def _saturated_pixels(png: bytes) -> int:
+    """Pixels of clearly coloured paint (HSV saturation > 0.4, value > 0.3): the queue bars, not text or background."""
+    from PIL import Image
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.float32) / 255
+    high, low = rgb.max(-1), rgb.min(-1)
+    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1e-6), 0)
+    return int(((saturation > 0.4) & (high > 0.3)).sum())
+
+
+def _read_video_frames(path):
+    import av
+    with av.open(path) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_tiny_demo_queued_from_the_page(page, browser_server, pack_folder, object_info):
+    loaded = _load(page, browser_server, pack_folder, DEMO)
+    fifo = [n for n in loaded["nodes"] if _is_fifo_sampler(n["type"], object_info[n["type"]])]
+    assert len(fifo) == 1, f"{DEMO}: expected one FIFO sampler node, found {[n['type'] for n in fifo]}"
+    fifo_id = str(fifo[0]["id"])
+    assert QUEUE_WIDGET in fifo[0]["widgets"], f"the FIFO node has no {QUEUE_WIDGET} widget: {fifo[0]['widgets']}"
+    loader = [n for n in loaded["nodes"] if n["type"] == "VideoCrafterCheckpointLoader"]
+    ckpt = page.evaluate("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === "ckpt_name");
+                                      return [w.value, w.options.values]; }""", loader[0]["id"])
+    assert ckpt[0] == "fifo_infinity_tiny_vc2.safetensors" and ckpt[0] in ckpt[1], \
+        f"the demo's loader does not offer the bundled model: value {ckpt[0]!r}, choices {ckpt[1]}"
+
+    page.evaluate("""([id, settings]) => {
+      const node = app.graph.getNodeById(Number(id));
+      for (const [name, value] of Object.entries(settings)) node.widgets.find(w => w.name === name).value = value;
+      app.canvas.setDirty(true, true);
+    }""", [fifo_id, DEMO_SETTINGS])
+    _close_dialogs(page)
+    page.evaluate(FIT_JS, [[fifo_id], 40])
+    rect = page.evaluate(RECT_JS, [fifo_id, QUEUE_WIDGET])
+    assert "widget" in rect, "the queue view is not drawn on the FIFO node"
+    before = _saturated_pixels(page.screenshot(clip=rect["widget"]))
+
+    # Queue exactly as the Run button does; the POST carries the page's client id, so the server's
+    # progress messages come back to this page.
+    events_before = page.evaluate("() => window.__fifoTest.events.length")
+    with page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST",
+                              timeout=60_000) as posted:
+        page.evaluate("() => { app.queuePrompt(0, 1); }")
+    response = posted.value
+    assert response.status == 200, f"prompt refused: {response.text()[:2000]}"
+    prompt_id = response.json()["prompt_id"]
+    request = json.loads(response.request.post_data)
+    assert request["client_id"] == page.evaluate("() => app.api.clientId")
+    for name, value in DEMO_SETTINGS.items():
+        assert request["prompt"][fifo_id]["inputs"][name] == value
+
+    started = time.monotonic()
+    entry = browser_server.wait(prompt_id, timeout=240)
+    elapsed = time.monotonic() - started
+    assert entry["status"]["status_str"] == "success", \
+        f"the demo failed: {json.dumps(entry['status'])[:3000]}\n{browser_server.tail()}"
+
+    page.wait_for_function("""(id) => window.__fifoTest.events.some(
+        e => e.name === "execution_success" && e.detail.prompt_id === id)""", arg=prompt_id, timeout=30_000)
+    events = page.evaluate("(start) => window.__fifoTest.events.slice(start)", events_before)
+    # ("executing" carries a bare node id; the other events a dict, with the prompt id except our queue message)
+    mine = [e for e in events if isinstance(e["detail"], dict) and e["detail"].get("prompt_id") in (None, prompt_id)]
+    assert not [e for e in mine if e["name"] in ("execution_error", "execution_interrupted")]
+    executed = {e["detail"]["node"] for e in mine if e["name"] == "executed"}
+
+    # the live queue view's messages reached the page, for the FIFO node, ending on the last frame
+    queue = [e["detail"] for e in mine if e["name"] == QUEUE_EVENT]
+    assert queue, f"no {QUEUE_EVENT} message reached the page (events: {sorted({e['name'] for e in mine})})"
+    assert {m["node"] for m in queue} == {fifo_id}
+    last = queue[-1]
+    assert last["frames_done"] == last["frames_total"] == DEMO_SETTINGS["frames"], last
+    assert last["iteration"] == last["iterations"] - 1 and last["iterations"] == DEMO_ITERATIONS, last
+    assert len(last["timesteps"]) == DEMO_QUEUE_SLOTS and all(0 <= t <= 999 for t in last["timesteps"])
+    assert max(last["timesteps"]) > min(last["timesteps"]), "every queue slot at the same noise level"
+    assert len(last["windows"]) == 2 * DEMO_SETTINGS["num_partitions"]
+    assert all(0 <= a < b <= DEMO_QUEUE_SLOTS and b - a == DEMO_SETTINGS["video_length"] for a, b in last["windows"])
+    frames_done = [m["frames_done"] for m in queue]
+    assert frames_done == sorted(frames_done), f"frames_done goes backwards: {frames_done}"
+
+    # the outputs: the mp4 of SaveVideo holds the requested frames, upscaled 4x by the demo
+    video_nodes = [i for i, e in request["prompt"].items() if e["class_type"] == "SaveVideo"]
+    assert video_nodes and set(video_nodes) <= executed
+    files = browser_server.output_files(entry, video_nodes[0], kind="images")
+    assert len(files) == 1 and files[0].endswith(".mp4"), files
+    frames = _read_video_frames(files[0])
+    assert len(frames) == DEMO_SETTINGS["frames"] and frames[0].shape == (256, 256, 3)
+    assert np.std(np.stack(frames).astype(np.float32)) > 1.0, "the demo video is a flat colour"
+
+    # the widget drew the server's queue: coloured bars where there were none before the run
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    _close_dialogs(page)
+    page.evaluate(FIT_JS, [[fifo_id], 40])
+    rect = page.evaluate(RECT_JS, [fifo_id, QUEUE_WIDGET])
+    after = _saturated_pixels(page.screenshot(clip=rect["widget"]))
+    assert after > 20 * max(before, 10), f"queue view shows no bars after the run ({before} -> {after} coloured pixels)"
+
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    widget_png = os.path.join(RESULTS_DIR, "browser_queue_widget.png")
+    page.screenshot(path=widget_png, clip=rect["node"])
+    page.evaluate(FIT_JS, [None, 30])
+    graph_png = os.path.join(RESULTS_DIR, "browser_graph.png")
+    page.screenshot(path=graph_png)
+    from PIL import Image
+    for path in (widget_png, graph_png):
+        with Image.open(path) as image:
+            assert image.size[0] > 200 and image.size[1] > 150, (path, image.size)
+    assert elapsed < 120, f"the cut-down demo took {elapsed:.0f} s"
+    assert not [e for e in page.log.errors_since(started) if e[0] == "pageerror"], page.log.errors_since(started)
