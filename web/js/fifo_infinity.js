@@ -1,7 +1,7 @@
 // FIFO-Infinity browser extension: one colour scheme for the pack's nodes, and a live view of the FIFO queue
 // fed by the server's "fifo_infinity.queue" messages (see nodes/fifo_progress.py).
-import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
 
 const PACK_CATEGORY = "FIFO-Infinity";
 const COLORS = { color: "#2a3f5f", bgcolor: "#1c2a3f" };
@@ -55,9 +55,10 @@ function addQueueWidget(node) {
     name: "fifo_queue_view",
     type: "fifo_queue_view",
     value: null,
+    serialize: false,                 // display only: not saved in the workflow, never part of the prompt
+    options: { serialize: false },
     draw(ctx, node, widgetWidth, y) { drawQueue(ctx, node, widgetWidth, y, queueViews.get(String(node.id))); },
     computeSize(width) { return [width, 100]; },
-    serializeValue() { return undefined; },   // display only: never part of the prompt
   };
   node.addCustomWidget(widget);
   node.setSize([Math.max(node.size[0], 360), node.computeSize()[1]]);
