@@ -179,6 +179,12 @@ def child(args) -> None:
                 entry = result["ui"]["images"][0]
                 return os.path.join(out_dir, entry["subfolder"], entry["filename"])
 
+        # frames per first_stage_model.decode call inside ComfyUI's VAE.decode for the whole latent (stock) or a
+        # 16-frame chunk (streaming): it divides the free memory by an estimate per frame
+        import comfy.model_management
+        per_frame = vae.memory_used_decode(samples.shape, vae.vae_dtype)
+        decode_batch = max(1, int(comfy.model_management.get_free_memory(vae.device) / per_frame))
+        decode_batch = min(decode_batch, args.child if args.method == "stock" else 16)
         with torch.inference_mode():   # as ComfyUI's executor runs nodes
             warm = save(samples[:2].clone(), "warmup/video")
             assert count_frames(warm) == 2
@@ -192,7 +198,7 @@ def child(args) -> None:
             raise SystemExit(f"{args.method}: the saved file holds {frames} frames, not {args.child}")
         print(json.dumps(dict(method=args.method, frames=args.child, before=before, peak=probe.peak,
                               peak_source="VmHWM" if probe.kernel else "sampled VmRSS", seconds=seconds,
-                              file_bytes=os.path.getsize(path), frame_size=args.size,
+                              file_bytes=os.path.getsize(path), frame_size=args.size, decode_batch=decode_batch,
                               latent_shape=list(samples.shape), model=os.path.relpath(args.model, PACK_DIR)
                               if args.model.startswith(PACK_DIR) else args.model)), flush=True)
     finally:
@@ -238,7 +244,7 @@ def main(argv=None):
             r = results[method, frames]
             print(f"{method:9s} N = {frames:5d}: before {r['before'] / MIB:7.1f} MB, peak {r['peak'] / MIB:7.1f} MB, "
                   f"growth {(r['peak'] - r['before']) / MIB:7.1f} MB, {r['seconds']:6.1f} s, "
-                  f"file {r['file_bytes'] / 1024:.0f} KiB ({r['peak_source']})", flush=True)
+                  f"file {r['file_bytes'] / 1024:.0f} KiB, decode batch {r['decode_batch']} ({r['peak_source']})", flush=True)
 
     header = "| frames | " + " | ".join(f"{METHODS[m]}: peak RSS MB (growth) | s" for m in args.methods) + " |"
     rule = "|---:|" + "---:|---:|" * len(args.methods)
@@ -251,19 +257,22 @@ def main(argv=None):
         rows.append(f"| {frames} | " + " | ".join(cells) + " |")
     table = "\n".join([header, rule, *rows])
 
-    low, high = min(args.frames), max(args.frames)
+    ordered = sorted(args.frames)
     slopes = []
     for method in args.methods:
-        a, b = results[method, low], results[method, high]
-        growth = (b["peak"] - b["before"]) - (a["peak"] - a["before"])
-        slopes.append(f"- {METHODS[method]}: growth at {high} frames minus growth at {low} frames = "
-                      f"{growth / MIB:+.1f} MB ({growth / (high - low) / 1024:+.1f} KiB per extra frame)")
+        growth = {n: results[method, n]["peak"] - results[method, n]["before"] for n in ordered}
+        steps = [f"{a} -> {b} frames: {(growth[b] - growth[a]) / MIB:+.1f} MB "
+                 f"({(growth[b] - growth[a]) / (b - a) / 1024:+.1f} KiB per extra frame)"
+                 for a, b in zip(ordered, ordered[1:])]
+        batches = sorted({results[method, n]["decode_batch"] for n in ordered})
+        slopes.append(f"- {METHODS[method]}: growth {'; '.join(steps)}; frames per VAE decode call "
+                      f"{'/'.join(map(str, batches))}")
     sample = next(iter(results.values()))
-    command = "python benchmarks/streaming_save.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "benchmarks/streaming_save.py", *(argv or sys.argv[1:])])
     report = "\n".join([
         "# Saving a long video: peak memory",
         "",
-        f"Command: `{command.strip()}` (in the test venv, e.g. `$(tools/setup_env.sh | sed -n 's/^PYTHON=//p')`)",
+        f"Command (from the pack folder): `{command}`",
         "",
         f"VAE of `{sample['model']}`; random VAE-space latents {sample['latent_shape'][1:]} per frame "
         f"({args.size}x{args.size} frames), seed {args.seed}; one fresh process per cell, torch threads "
@@ -275,10 +284,12 @@ def main(argv=None):
         "",
         *slopes,
         "",
-        "The stock path holds the whole decoded IMAGE batch (N x 64 x 64 x 3 float32 = 48 KiB per frame here, "
-        "2 MB per frame at 512x320), then one PIL image per frame while SaveAnimatedWEBP encodes, and ComfyUI's "
-        "VAE.decode sizes its decode batches from the free memory of the machine, so its transient peak also "
-        "depends on that. The streaming node decodes 16 frames at a time and hands them to the encoder at once.",
+        f"The stock path holds the whole decoded IMAGE batch (N x {args.size} x {args.size} x 3 float32 = "
+        f"{args.size * args.size * 3 * 4 / 1024:.0f} KiB per frame here, 1.9 MB per frame at 512x320) and, while "
+        "SaveAnimatedWEBP encodes, one PIL image per frame; on top of that ComfyUI's VAE.decode runs the decoder on "
+        "as many frames at once as the machine's free memory allows by its estimate (the decode batch above), so "
+        "its transient peak depends on the free memory too. The streaming node never holds more than one "
+        "16-frame chunk of decoded frames; its peak is that chunk's decode plus the encoder.",
         "",
         machine_note() + ".",
         "",

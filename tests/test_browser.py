@@ -175,6 +175,21 @@ class PageLog:
         return [(kind, text) for kind, text in self.since(start) if not text.startswith("Failed to load resource")]
 
 
+# Settings of the fixture's own user directory, stored before the page opens: the classic LiteGraph canvas (what
+# the queue view draws on; 1.32's default, pinned), no minimap over the screenshots, no first-run templates
+# dialog covering the graph, and full detail (titles, widget text) at any zoom.
+PAGE_SETTINGS = {"Comfy.VueNodes.Enabled": False, "Comfy.Minimap.Visible": False, "Comfy.TutorialCompleted": True,
+                 "LiteGraph.Canvas.MinFontSizeForLOD": 0}
+GRAPH_VIEWPORT = {"width": 2400, "height": 1000}   # the demo graph is seven columns wide
+
+
+def _store_settings(server):
+    response = requests.post(server.url + "/settings", json=PAGE_SETTINGS, timeout=30)
+    response.raise_for_status()
+    stored = _json(server.url + "/settings")
+    assert {k: stored.get(k) for k in PAGE_SETTINGS} == PAGE_SETTINGS, stored
+
+
 @pytest.fixture(scope="module")
 def page(browser_server):
     if not os.path.isfile(CHROMIUM):
@@ -193,19 +208,6 @@ def page(browser_server):
             yield page
         finally:
             browser.close()
-
-
-# Settings of the fixture's own user directory, stored before the page opens: the classic LiteGraph canvas (what
-# the queue view draws on; 1.32's default, pinned), no minimap over the screenshots, and no first-run
-# templates dialog covering the graph.
-PAGE_SETTINGS = {"Comfy.VueNodes.Enabled": False, "Comfy.Minimap.Visible": False, "Comfy.TutorialCompleted": True}
-
-
-def _store_settings(server):
-    response = requests.post(server.url + "/settings", json=PAGE_SETTINGS, timeout=30)
-    response.raise_for_status()
-    stored = _json(server.url + "/settings")
-    assert {k: stored.get(k) for k in PAGE_SETTINGS} == PAGE_SETTINGS, stored
 
 
 def _close_dialogs(page):
@@ -424,6 +426,8 @@ def test_tiny_demo_queued_from_the_page(page, browser_server, pack_folder, objec
     os.makedirs(RESULTS_DIR, exist_ok=True)
     widget_png = os.path.join(RESULTS_DIR, "browser_queue_widget.png")
     page.screenshot(path=widget_png, clip=rect["node"])
+    page.set_viewport_size(GRAPH_VIEWPORT)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.evaluate(FIT_JS, [None, 30])
     graph_png = os.path.join(RESULTS_DIR, "browser_graph.png")
     page.screenshot(path=graph_png)

@@ -15,7 +15,7 @@ import json
 import os
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-COLUMN_WIDTH, ROW_HEIGHT = 380, 260
+COLUMN_WIDTH, ROW_HEIGHT = 480, 300
 
 
 def _inputs_in_order(node_class) -> list[tuple[str, str, dict]]:
