@@ -126,7 +126,7 @@ class _Stop(Exception):
 def machine_note() -> str:
     import torch
     load = os.getloadavg()
-    return (f"CPU: {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+    return (f"CPU: {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} thread(s); "
             f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (other jobs share these cores, "
             f"so absolute times are noisy; ratios are measured within one run)")
 

@@ -15,7 +15,7 @@ reference base clip); the base clip (S DDIM steps on one f-frame clip) is timed 
 
 Writes the table to benchmarks/results/fifo.md (section fifo_speed) with the command that produced it.
 
-    python benchmarks/fifo_speed.py [--iterations 8] [--comfyui <ComfyUI root>]
+    python benchmarks/fifo_speed.py [--iterations 4] [--threads N] [--comfyui <ComfyUI root>]
 """
 
 from __future__ import annotations
@@ -30,12 +30,17 @@ from fifo_common import DEFAULT_COMFYUI, TinyFifo, machine_note, reference_dir, 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=8, help="FIFO iterations timed per setting (K)")
+    parser.add_argument("--iterations", type=int, default=4, help="FIFO iterations timed per setting (K)")
     parser.add_argument("--comfyui", default=DEFAULT_COMFYUI)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's own choice; 1 is steadier on a busy machine)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
     import safetensors.torch
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bench = TinyFifo(args.comfyui)
     m = bench.manifest["fifo"]
     f, n, k = m["video_length_f"], m["num_partitions_n"], args.iterations
@@ -75,12 +80,14 @@ def main(argv=None):
     lines += [
         "",
         f"Window batching speed-up (time / iteration, window_batch 1 over window_batch 0): **{speedup:.2f}x**. "
-        f"Both give the same latents (bit for bit with one CPU thread; with several, oneDNN's rounding depends on "
-        f"the batch size, about 1e-6 relative: tests/test_fifo_core.py).",
+        f"Both give the same latents: bit for bit with PyTorch's native convolutions (tests/test_fifo_core.py); "
+        f"oneDNN's convolutions pick their algorithm by batch size, which changes the UNet's own rounding by up to "
+        f"about 1e-6 on values of about 100.",
         "",
         machine_note(),
         "",
-        f"Command: `python benchmarks/fifo_speed.py --iterations {k}`",
+        f"Command: `python benchmarks/fifo_speed.py --iterations {k}"
+        + (f" --threads {args.threads}" if args.threads else "") + "`",
     ]
     text = "\n".join(lines)
     print(text)

@@ -15,7 +15,7 @@ flat dark background, so a colour detector is exact enough):
   visible        fraction of frames where an object is found (>= MIN_AREA saturated pixels)
   colour ok      fraction of frames whose dominant object colour is the prompted one
   colour drift   RGB distance between the mean object colour of the first and of the last 16 frames
-  max jump       the largest frame-to-frame move of the prompted object's centroid (pixels)
+  max jump       the largest frame-to-frame move of the objects' centroid (all saturated pixels, pixels)
   jump@16        mean centroid move across 16-frame boundaries / mean move elsewhere (1 = seamless)
   flicker        VBench temporal flickering: mean over frames of (255 - MAE(frame_t, frame_t+1)) / 255
   warp error     mean |frame_t - warp(frame_t+1 -> t)| with OpenCV DIS optical flow (0-255)
@@ -151,9 +151,22 @@ def scene_cuts(frames: np.ndarray) -> list[int]:
     return [int(n) for n in numbers if n > 0]
 
 
+def object_centroids(frames: np.ndarray) -> np.ndarray:
+    """[T, 2] centroid (x, y) of all saturated pixels, whatever their colour (NaN where nothing is visible)."""
+    mask = object_mask(frames)
+    ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]
+    out = np.full((len(frames), 2), np.nan)
+    for i in range(len(frames)):
+        if mask[i].sum() >= MIN_AREA:
+            out[i] = (xs[mask[i]].mean() + 0.5, ys[mask[i]].mean() + 0.5)
+    return out
+
+
 def measure(frames: np.ndarray, colour: str) -> dict:
+    """All metrics of one video. The trajectory follows every saturated pixel (any colour), so continuity is
+    measured even when the generated object does not have the prompted colour; `colour_ok` checks the colour."""
     det = detect(frames, colour)
-    jumps = trajectory_jumps(det["centroids"])
+    jumps = trajectory_jumps(object_centroids(frames))
     return {"visible": float(det["visible"].mean()),
             "colour_ok": float(np.mean([d == colour for d in det["dominant"]])),
             "colour_drift": colour_drift(det["mean_rgb"]),
@@ -210,6 +223,10 @@ class Generator:
 
         def eps(x, timesteps):
             n = x.shape[0]
+            if cfg == 1.0:    # e_u + 1 * (e_c - e_u) = e_c: skip the unconditional pass, as ComfyUI's CFGGuider does
+                with torch.no_grad():
+                    return unet(x, timesteps.float(), context=cond.expand(n, -1, -1),
+                                transformer_options={"video_length": CLIP}, fps=torch.full((n,), 8.0))
             context = torch.cat([cond.expand(n, -1, -1), uncond.expand(n, -1, -1)])
             with torch.no_grad():
                 e = unet(torch.cat([x, x]), torch.cat([timesteps, timesteps]).float(), context=context,

@@ -118,11 +118,19 @@ def fifo_outer_sample_wrapper(executor, noise, latent_image, sampler, sigmas, *a
     return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
 
+def register_memory_cap(model: comfy.model_patcher.ModelPatcher) -> None:
+    """Add the OUTER_SAMPLE wrapper that caps the memory estimate of FIFO samplings, in place: only on a patcher
+    the caller owns (a clone, or a model its loader just built). Harmless for other samplers. Without it,
+    SamplerCustom(Advanced) estimates memory for all N frames of the latent (on a GPU that can force a
+    needlessly partial model load); the all-in-one node always has it."""
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, fifo_outer_sample_wrapper)
+
+
 def fifo_model(model: comfy.model_patcher.ModelPatcher) -> comfy.model_patcher.ModelPatcher:
     """A clone of MODEL for FIFO: the memory-cap wrapper, and VideoCrafter2's rescale switched off in its model
     sampling (the FIFO step is plain DDIM). The caller's MODEL is not modified."""
     model = model.clone()
-    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, fifo_outer_sample_wrapper)
+    register_memory_cap(model)
     sampling = model.get_model_object("model_sampling")
     if getattr(sampling, "rescale", False):
         plain = type(sampling)(model.model.model_config, rescale=False)

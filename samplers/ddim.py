@@ -149,6 +149,7 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, indices: torch.Tensor, schedul
     return x_prev, pred_x0
 
 
+@torch.no_grad()   # a grad-enabled model would otherwise keep the graph of all S steps
 def sample_base_clip(eps_model: EpsModel, x_T: torch.Tensor, schedule: DDIMSchedule,
                      step_noise: Callable[[int, tuple], torch.Tensor] | None = None, rescale: bool = True,
                      callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """FIFO-Diffusion: diagonal denoising over a queue of frames (pure torch, no ComfyUI).
 
 Paper: Kim, Kang, Choi, Han, "FIFO-Diffusion: Generating Infinite Videos from Text without Training",
-NeurIPS 2024 (arXiv 2405.11473): diagonal denoising, latent partitioning (n), lookahead denoising.
+NeurIPS 2024 (arXiv 2405.11473), section 3 "FIFO-Diffusion": diagonal denoising, latent partitioning (n),
+lookahead denoising.
 Official code: jjihwan/FIFO-Diffusion_public (b87ba5d) `videocrafter_main.py`, `scripts/evaluation/funcs.py`
 (`prepare_latents`, `fifo_ddim_sampling`, `shift_latents`), `lvdm/models/samplers/ddim.py` (`fifo_onestep`,
 `ddim_step`). Spec `shared/specs/fifo_diffusion.md` sections 1.4-1.6; "uniform" queue initialisation from the
@@ -231,7 +232,8 @@ def init_queue(base_clip: torch.Tensor, schedule: DDIMSchedule, options: FifoOpt
 
 def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSchedule, timesteps: torch.Tensor,
                     indices: torch.Tensor, options: FifoOptions, step_noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Steps 1-2 of one iteration, in place on `queue` `[L, C, h, w]`; returns it.
+    """Steps 1-2 of one iteration (paper section 3: diagonal denoising of the n partitions, with lookahead the
+    2n half-overlapping windows), in place on `queue` `[L, C, h, w]`; returns it.
 
     timesteps, indices: `[L]` per-slot levels (`queue_levels`). step_noise: `[L, C, h, w]` N(0, I) per slot
     (needed when eta > 0; slot p's update uses `step_noise[p]`). Each model call gets the windows of one group
