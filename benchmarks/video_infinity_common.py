@@ -7,17 +7,8 @@ import re
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(PACK_DIR, "benchmarks", "results", "video_infinity.md")
-DEFAULT_COMFYUI = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH") or \
-    os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75")
-
-
-def reference_dir() -> str:
-    """The tiny reference VideoCrafter2 folder (FIFO_REFERENCE_DIR, else ../shared/reference/vc2_tiny)."""
-    for path in (os.environ.get("FIFO_REFERENCE_DIR"), os.path.join(PACK_DIR, "..", "shared", "reference", "vc2_tiny"),
-                 "/work/shared/reference/vc2_tiny"):
-        if path and os.path.isdir(path):
-            return os.path.abspath(path)
-    raise SystemExit("tiny reference model not found: set FIFO_REFERENCE_DIR")
+# the host and fixture paths are the FIFO benchmarks' (same folder)
+from fifo_common import DEFAULT_COMFYUI, reference_dir  # noqa: E402,F401
 
 
 def machine_note() -> str:
