@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+from dataclasses import dataclass
 
 import torch
 
@@ -35,10 +37,12 @@ from comfy_api.latest import io
 from ..samplers import ddim
 from ..samplers.fifo import (QUEUE_INIT_MODES, FifoError, FifoOptions, GeneratorNoise, check_base_clip, fifo_generate,
                              queue_levels)
+from ..samplers.fifo_state import FifoState, FifoStateError, load_state, save_state
 from ..samplers.schedule import PromptSchedule, PromptScheduleError
 from .common import category
 from .fifo_progress import QueueProgress
 from .latent import size_error
+from .video_stream import safe_prefix
 
 log = logging.getLogger("fifo_infinity")
 
@@ -69,6 +73,68 @@ class FifoPromptList:
         """A copy whose conditionings carry `values` (e.g. fps)."""
         return FifoPromptList((node_helpers.conditioning_set_values(c, values), frames, k)
                               for c, frames, k in self.entries)
+
+
+# ---------------------------------------------------------------------------------------------- state files
+
+@dataclass(frozen=True)
+class StateFile:
+    """Where and how often a FIFO run writes its state (`samplers.fifo_state`), and whether it resumes from it.
+
+    path: absolute file path (inside ComfyUI's output folder, see `state_file`); every: output frames between
+    writes (the state is also written after the last frame and when the run stops with an error or an
+    interruption); resume: continue from the file instead of starting from the seed.
+    """
+    path: str
+    every: int = 16
+    resume: bool = False
+
+    def load(self) -> FifoState:
+        try:
+            return load_state(self.path)
+        except FifoStateError as error:
+            raise ValueError(f"resume: {error}. Run once with resume off to write it (state_every > 0), or "
+                             f"correct state_file") from error
+
+    def check_writable(self) -> None:
+        """Raise ValueError (naming state_file) now, before sampling, if the folder cannot be written."""
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            probe = os.path.join(folder, f".fifo_state_probe_{os.getpid()}")
+            with open(probe, "wb"):
+                pass
+            os.remove(probe)
+        except OSError as error:
+            raise ValueError(f"state_file: cannot write FIFO states to {folder!r} ({error}); choose another "
+                             f"state_file or leave it empty") from error
+
+    def writer(self):
+        """on_state callback: writes each state; a failed write is logged and the run goes on (the previous
+        state file stays intact)."""
+        def write(state: FifoState) -> None:
+            try:
+                save_state(self.path, state)
+            except OSError as error:
+                log.warning("FIFO: could not write the state file %s (%s); sampling continues", self.path, error)
+        return write
+
+
+def make_state_file(name: str, every: int, resume: bool) -> StateFile | None:
+    """StateFile for the nodes' `state_file` input: a name under ComfyUI's output folder ('..' and absolute parts
+    dropped, as the save nodes do; `.safetensors` added if missing), or None when the name is empty."""
+    name = (name or "").strip()
+    if not name:
+        if resume:
+            raise ValueError("resume is on but state_file is empty: give the state file of the run to continue")
+        return None
+    if every < 0:
+        raise ValueError(f"state_every = {every}: use 0 (only at the end and on interruption) or a frame count")
+    import folder_paths
+    relative = safe_prefix(name)
+    if not relative.endswith(".safetensors"):
+        relative += ".safetensors"
+    return StateFile(os.path.join(folder_paths.get_output_directory(), relative), every, resume)
 
 
 # ---------------------------------------------------------------------------------------------- the SAMPLER
@@ -146,11 +212,12 @@ class FifoSampler(comfy.samplers.Sampler):
     """
 
     def __init__(self, options: FifoOptions, base_clip: torch.Tensor | None = None,
-                 prompts: FifoPromptList | None = None, node_id: str | None = None):
+                 prompts: FifoPromptList | None = None, node_id: str | None = None, state: StateFile | None = None):
         self.options = options
         self.base_clip = base_clip          # VAE-space LATENT samples [f, C, h, w] or None
         self.prompts = prompts
         self.node_id = node_id              # the node showing the live queue view (web/js), if any
+        self.state = state                  # state file to write / resume from, or None
 
     @property
     def frames_per_call(self) -> int:
@@ -176,8 +243,14 @@ class FifoSampler(comfy.samplers.Sampler):
         device = noise.device
         seed = int(extra_args.get("seed") or 0)
 
+        resume, on_state = None, None
+        if self.state is not None:
+            resume = self.state.load() if self.state.resume else None
+            self.state.check_writable()
+            on_state = self.state.writer()
+
         base_clip = None
-        if self.base_clip is not None:
+        if self.base_clip is not None and resume is None:
             check_base_clip(self.base_clip, options, frame_shape)
             base_clip = inner.process_latent_in(self.base_clip.to(device=device, dtype=torch.float32)).float()
 
@@ -222,7 +295,11 @@ class FifoSampler(comfy.samplers.Sampler):
             output = fifo_generate(eps_model, num_frames, frame_shape, options, GeneratorNoise(seed, device),
                                    base_clip=base_clip, prompt_schedule=prompt_schedule, device=device,
                                    on_base_step=on_base_step, on_frame=on_frame, schedule=grid,
-                                   output_device=comfy.model_management.intermediate_device())
+                                   output_device=comfy.model_management.intermediate_device(),
+                                   resume=resume, on_state=on_state,
+                                   state_every=self.state.every if self.state is not None else 0)
+        except FifoStateError as error:
+            raise ValueError(f"resume: {error}") from error
         finally:
             if conds_for is not None:
                 guider.conds["positive"] = original_positive
@@ -298,6 +375,23 @@ def _option_inputs():
     ]
 
 
+def _state_inputs():
+    return [
+        io.String.Input("state_file", default="", optional=True,
+                        tooltip="Optional: a file name under ComfyUI's output folder (e.g. fifo_state/my_video) where "
+                                "the run saves its queue, noise state and frames so far, so it can be resumed after "
+                                "a crash or an interruption, or continued to more frames. Empty = no state file."),
+        io.Int.Input("state_every", default=16, min=0, max=1000000, optional=True,
+                     tooltip="Write the state file every this many output frames (0: only at the end and when the "
+                             "run stops early). Each write stores all frames so far (about 40 KB per 512x320 frame)."),
+        io.Boolean.Input("resume", default=False, optional=True,
+                         tooltip="Continue from state_file instead of starting from the seed: the result is exactly "
+                                 "what an uninterrupted run would have made. Raise the frame count to extend a "
+                                 "finished run. f, n, lookahead, eta, queue_init and the size must match the run "
+                                 "that wrote it; prompts may change."),
+    ]
+
+
 def _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init) -> FifoOptions:
     try:
         return FifoOptions(video_length=video_length, num_partitions=num_partitions, lookahead=lookahead, eta=eta,
@@ -351,6 +445,7 @@ class FIFOSamplerNode(io.ComfyNode):
                 FifoPromptScheduleType.Input("prompt_schedule", optional=True,
                                              tooltip="Optional FIFO Prompt Schedule: replaces the guider's positive "
                                                      "prompt with several prompts over the video."),
+                *_state_inputs(),
             ],
             outputs=[io.Sampler.Output(tooltip="The FIFO sampler, for SamplerCustom / SamplerCustomAdvanced.")],
             hidden=[io.Hidden.unique_id],
@@ -363,10 +458,11 @@ class FIFOSamplerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
-                prompt_schedule=None):
+                prompt_schedule=None, state_file="", state_every=16, resume=False):
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
         return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule,
-                                         node_id=getattr(cls.hidden, "unique_id", None)))
+                                         node_id=getattr(cls.hidden, "unique_id", None),
+                                         state=make_state_file(state_file, state_every, resume)))
 
 
 class FIFOSigmasNode(io.ComfyNode):
@@ -425,6 +521,7 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
                                 tooltip="Optional f-frame LATENT to start from instead of sampling a base clip."),
                 FifoPromptScheduleType.Input("prompt_schedule", optional=True,
                                              tooltip="Optional FIFO Prompt Schedule replacing positive."),
+                *_state_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="The video latent, N frames as batch.")],
             hidden=[io.Hidden.unique_id],
@@ -442,7 +539,8 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, frames, width, height, seed, cfg, video_length, num_partitions,
-                lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None):
+                lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None, state_file="",
+                state_every=16, resume=False):
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
         if frames < 1:
             raise ValueError(f"frames N = {frames}: generate at least 1 frame")
@@ -464,7 +562,8 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
         guider.set_conds(node_helpers.conditioning_set_values(positive, values),
                          node_helpers.conditioning_set_values(negative, values))
         guider.set_cfg(cfg)
-        sampler = FifoSampler(options, base, prompts, node_id=getattr(cls.hidden, "unique_id", None))
+        sampler = FifoSampler(options, base, prompts, node_id=getattr(cls.hidden, "unique_id", None),
+                              state=make_state_file(state_file, state_every, resume))
         sigmas = fifo_sigmas(model.get_model_object("model_sampling"), options)
         total = options.iterations(frames)
         callback = latent_preview.prepare_callback(model, total)

@@ -28,12 +28,13 @@ There are `N + S - f` iterations; the first `S - f` popped frames (warm-up) are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import torch
 
 from .ddim import DDIMSchedule, EpsModel, ddim_step, sample_base_clip
+from .fifo_state import FifoState, check_compatible, fifo_settings
 from .schedule import PromptMix, PromptSchedule
 
 QUEUE_INIT_MODES = ("official", "uniform")
@@ -67,6 +68,13 @@ class GeneratorNoise:
     def __call__(self, kind: str, index: int, shape: tuple[int, ...]) -> torch.Tensor:
         noise = torch.randn(shape, generator=self.generator, dtype=torch.float32, device=self.generator.device)
         return noise if self.device is None else noise.to(self.device)
+
+    def get_state(self) -> torch.Tensor:
+        """The generator's state (uint8 tensor), for FIFO state files."""
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.to("cpu", torch.uint8))
 
 
 @dataclass(frozen=True)
@@ -259,51 +267,104 @@ def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSche
 
 
 @torch.no_grad()   # without it, the autograd graph through the queue keeps every iteration alive (memory grows with N)
-def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor, num_frames: int,
+def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor | None, num_frames: int,
                 options: FifoOptions, noise: NoiseSource, schedule: DDIMSchedule | None = None,
                 prompt_schedule: PromptSchedule | None = None,
                 on_frame: Callable[[int, int, torch.Tensor], None] | None = None,
-                output_device: torch.device | str | None = None) -> torch.Tensor:
+                output_device: torch.device | str | None = None,
+                resume: FifoState | None = None,
+                on_state: Callable[[FifoState], None] | None = None, state_every: int = 0) -> torch.Tensor:
     """Run FIFO-Diffusion from a base clip; returns the N output frames `[N, C, h, w]` float32 (model space).
 
     eps_model: `eps(x [W*f, C, h, w], timesteps [W*f] int64) -> [W*f, C, h, w]`, W windows of f frames each
         (frames as batch, CFG applied by the caller); with a `prompt_schedule` it is called as
         `eps(x, timesteps, mix)` where `mix` is the iteration's `PromptMix` (official multi-prompt semantics).
-    base_clip: `[f, C, h, w]` clean clip the queue is built from (`sample_base_clip` or a user's latent).
-    noise: the NoiseSource ("queue_init", then per iteration "step" (eta > 0) and "append").
+    base_clip: `[f, C, h, w]` clean clip the queue is built from (`sample_base_clip` or a user's latent); may be
+        None when resuming.
+    noise: the NoiseSource ("queue_init", then per iteration "step" (eta > 0) and "append"); with `resume` or
+        `on_state` it must also have `get_state()` / `set_state(state)` (GeneratorNoise has them).
     schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`; its eta is used).
     on_frame: `on_frame(iteration, iterations, popped [1, C, h, w])` after each iteration's pop, before the
         shift (raise from it to stop, e.g. on user interruption).
     output_device: where the N output frames are kept (default: the queue's device).
+    resume: a FifoState (`samplers.fifo_state`) to continue from instead of building the queue; its frames are
+        the first frames of the output. If it already holds N frames or more, its first N are returned.
+    on_state: called with a FifoState every `state_every` output frames (0: never on a count), after the last
+        iteration, and, if the run stops with an exception (interruption, a crash in the model), with the state
+        before the iteration that failed, before the exception propagates. A resumed run continues exactly.
+
+    Raises FifoError for bad shapes or settings, FifoStateError (a ValueError) for a state made with other
+    settings.
     """
     options.check_num_frames(num_frames)
-    check_base_clip(base_clip, options)
+    if base_clip is None and resume is None:
+        raise FifoError("fifo_sample needs a base clip [f, C, h, w] or a FIFO state to resume from")
+    if base_clip is not None:
+        check_base_clip(base_clip, options)
     if prompt_schedule is not None:
         prompt_schedule.check_covers(num_frames)
+    if state_every < 0:
+        raise FifoError(f"state_every = {state_every}: use 0 (no periodic state) or a number of frames")
     if schedule is None:
         schedule = DDIMSchedule.build(options.steps, options.eta)
     timesteps, indices = queue_levels(options, schedule)
-    frame_shape = tuple(base_clip.shape[1:])
-    device = base_clip.device
-    queue = init_queue(base_clip, schedule, options, noise("queue_init", 0, (options.queue_length, *frame_shape)))
-    output = torch.empty((num_frames, *frame_shape), dtype=torch.float32,
-                         device=device if output_device is None else output_device)
+    main_timesteps = schedule.timesteps.to(torch.int64).cpu()
+    output_device = output_device if output_device is not None else (
+        base_clip.device if base_clip is not None else resume.queue.device)
+    if resume is not None:
+        frame_shape = tuple(resume.queue.shape[1:])
+        settings = fifo_settings(options, main_timesteps, frame_shape)
+        check_compatible(resume, settings)
+        if base_clip is not None and tuple(base_clip.shape[1:]) != frame_shape:
+            raise FifoError(f"the FIFO state's latent frames are {frame_shape} but the base clip's are "
+                            f"{tuple(base_clip.shape[1:])}")
+        device = base_clip.device if base_clip is not None else resume.queue.device
+        if resume.frames_done >= num_frames:
+            return resume.frames[:num_frames].to(device=output_device, dtype=torch.float32)
+        queue = resume.queue.to(device=device, dtype=torch.float32)
+        if resume.noise_state is not None:
+            noise.set_state(resume.noise_state)
+        start = resume.iteration
+    else:
+        frame_shape = tuple(base_clip.shape[1:])
+        settings = fifo_settings(options, main_timesteps, frame_shape)
+        device = base_clip.device
+        queue = init_queue(base_clip, schedule, options, noise("queue_init", 0, (options.queue_length, *frame_shape)))
+        start = 0
+    output = torch.empty((num_frames, *frame_shape), dtype=torch.float32, device=output_device)
+    if resume is not None and resume.frames_done:
+        output[:resume.frames_done] = resume.frames.to(output.device, torch.float32)
     stochastic = bool((schedule.sigmas > 0).any())
     iterations = options.iterations(num_frames)
-    for i in range(iterations):
-        model = eps_model
-        if prompt_schedule is not None:
-            mix: PromptMix = prompt_schedule.mix_at_iteration(i, options.warmup)
-            model = lambda x, t, _mix=mix: eps_model(x, t, _mix)
-        step_noise = noise("step", i, (options.queue_length, *frame_shape)) if stochastic else None
-        denoise_windows(queue, model, schedule, timesteps, indices, options, step_noise)
-        popped = queue[options.head:options.head + 1].clone()
-        if i >= options.warmup:
-            output[i - options.warmup] = popped[0].to(output.device)
-        if on_frame is not None:
-            on_frame(i, iterations, popped)
-        tail = noise("append", i, (1, *frame_shape)).to(device=device, dtype=torch.float32)
-        queue = torch.cat([queue[1:], tail])
+
+    def state_now(iteration, queue_now, noise_state):
+        done = max(0, iteration - options.warmup)
+        return FifoState(iteration=iteration, queue=queue_now.cpu().clone(), frames=output[:done].cpu().clone(),
+                         noise_state=noise_state, settings=settings)
+
+    for i in range(start, iterations):
+        before = (queue.clone(), noise.get_state()) if on_state is not None else None
+        try:
+            model = eps_model
+            if prompt_schedule is not None:
+                mix: PromptMix = prompt_schedule.mix_at_iteration(i, options.warmup)
+                model = lambda x, t, _mix=mix: eps_model(x, t, _mix)
+            step_noise = noise("step", i, (options.queue_length, *frame_shape)) if stochastic else None
+            denoise_windows(queue, model, schedule, timesteps, indices, options, step_noise)
+            popped = queue[options.head:options.head + 1].clone()
+            if i >= options.warmup:
+                output[i - options.warmup] = popped[0].to(output.device)
+            if on_frame is not None:
+                on_frame(i, iterations, popped)
+            tail = noise("append", i, (1, *frame_shape)).to(device=device, dtype=torch.float32)
+            queue = torch.cat([queue[1:], tail])
+        except BaseException:
+            if before is not None:
+                on_state(state_now(i, *before))
+            raise
+        done = i + 1 - options.warmup
+        if on_state is not None and (i == iterations - 1 or (state_every and done > 0 and done % state_every == 0)):
+            on_state(state_now(i + 1, queue, noise.get_state()))
     return output
 
 
@@ -314,19 +375,27 @@ def fifo_generate(eps_model: Callable[..., torch.Tensor], num_frames: int, frame
                   on_base_step: Callable[[int, int, torch.Tensor], None] | None = None,
                   on_frame: Callable[[int, int, torch.Tensor], None] | None = None,
                   output_device: torch.device | str | None = None,
-                  schedule: DDIMSchedule | None = None) -> torch.Tensor:
+                  schedule: DDIMSchedule | None = None, resume: FifoState | None = None,
+                  on_state: Callable[[FifoState], None] | None = None, state_every: int = 0) -> torch.Tensor:
     """The whole pipeline: base clip (sampled with VideoCrafter2's own rescaled DDIM unless given), queue, FIFO.
 
     frame_shape: `(C, h, w)` of one latent frame; base_clip: `[f, C, h, w]` or None; the base clip is sampled
     from "base_x_T" noise with the same grid and eta as the FIFO step, conditioned on prompt 0 of a schedule.
     schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`). Returns `[N, C, h, w]` float32 (model space).
+    resume, on_state, state_every: as `fifo_sample` (with `resume`, no base clip is sampled or used).
     """
     options.check_num_frames(num_frames)
     if prompt_schedule is not None:
         prompt_schedule.check_covers(num_frames)
     if schedule is None:
         schedule = DDIMSchedule.build(options.steps, options.eta)
-    if base_clip is None:
+    if resume is not None:
+        if tuple(resume.queue.shape[1:]) != tuple(frame_shape):
+            raise FifoError(f"the FIFO state's latent frames are {tuple(resume.queue.shape[1:])} (channels, h, w) "
+                            f"but this video's are {tuple(frame_shape)}: resume with the size of the run that wrote it")
+        base_clip = None
+        resume = replace(resume, queue=resume.queue.to(device))
+    elif base_clip is None:
         base_model = eps_model
         if prompt_schedule is not None:
             first = prompt_schedule.mix(-1)
@@ -340,4 +409,5 @@ def fifo_generate(eps_model: Callable[..., torch.Tensor], num_frames: int, frame
         check_base_clip(base_clip, options, frame_shape)
         base_clip = base_clip.to(device=device, dtype=torch.float32)
     return fifo_sample(eps_model, base_clip, num_frames, options, noise, schedule=schedule,
-                       prompt_schedule=prompt_schedule, on_frame=on_frame, output_device=output_device)
+                       prompt_schedule=prompt_schedule, on_frame=on_frame, output_device=output_device,
+                       resume=resume, on_state=on_state, state_every=state_every)

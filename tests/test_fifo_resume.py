@@ -1,0 +1,152 @@
+"""Resuming FIFO runs from state files (issue 4): a resumed run gives exactly the frames of an uninterrupted one.
+
+Core tests use a cheap deterministic eps model (`fifo_resume_child.ToyEps`); the process-kill test runs FIFO in
+a child process, SIGKILLs it part-way and resumes from what it left on disk. The same protocol through the real
+ComfyUI server and the bundled model is in tests/test_server_resume.py.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fifo_infinity.samplers import fifo
+from fifo_infinity.samplers.fifo_state import FifoStateError, load_state, save_state
+from fifo_infinity.samplers.schedule import PromptSchedule
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fifo_resume_child as child  # noqa: E402
+
+WARMUP = child.OPTIONS.warmup
+
+
+@pytest.fixture(scope="module")
+def full_run():
+    return child.run(40)
+
+
+def test_a_finished_run_continues_to_more_frames(full_run, tmp_path):
+    states = []
+    first = child.run(20, on_state=states.append)
+    assert torch.equal(first, full_run[:20])
+    assert len(states) == 1                              # state_every 0: only the final state
+    final = states[0]
+    assert final.frames_done == 20 and final.iteration == 20 + WARMUP
+    path = str(tmp_path / "run.safetensors")
+    save_state(path, final)
+    resumed = child.run(40, resume=load_state(path))
+    assert torch.equal(resumed, full_run)
+
+
+def test_every_periodic_state_resumes_exactly(full_run, tmp_path):
+    states = []
+    assert torch.equal(child.run(40, on_state=states.append, state_every=8), full_run)
+    assert [s.frames_done for s in states] == [8, 16, 24, 32, 40]
+    for state in states[:-1]:
+        path = str(tmp_path / f"state_{state.frames_done}.safetensors")
+        save_state(path, state)
+        loaded = load_state(path)
+        assert torch.equal(loaded.frames, full_run[:state.frames_done])
+        assert torch.equal(child.run(40, resume=loaded), full_run), state.frames_done
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_writes_the_state_before_the_failed_iteration(full_run):
+    states = []
+
+    def on_frame(iteration, iterations, popped):
+        if iteration == WARMUP + 22:                      # 22 frames done, the 23rd is popped: stop here
+            raise Interrupted()
+
+    with pytest.raises(Interrupted):
+        child.run(40, on_state=states.append, state_every=8, on_frame=on_frame)
+    assert [s.frames_done for s in states] == [8, 16, 22]
+    assert states[-1].iteration == WARMUP + 22
+    assert torch.equal(states[-1].frames, full_run[:22])
+    assert torch.equal(child.run(40, resume=states[-1]), full_run)
+
+
+def test_a_killed_process_keeps_its_frames_and_the_resumed_run_is_identical(full_run, tmp_path):
+    path = str(tmp_path / "killed.safetensors")
+    process = subprocess.Popen([sys.executable, child.__file__, path, "40", "4", "0.02"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    frames_done, deadline = 0, time.time() + 120
+    try:
+        while frames_done < 20:
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.time() < deadline, "the child wrote no state with 20 frames within 120 s"
+            if os.path.exists(path):
+                frames_done = load_state(path).frames_done
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    state = load_state(path)
+    assert 20 <= state.frames_done < 40, "the child should have been killed part-way"
+    assert torch.equal(state.frames, full_run[:state.frames_done])
+    assert torch.equal(child.run(40, resume=state), full_run)
+
+
+def test_a_multi_prompt_run_resumes_exactly(tmp_path):
+    schedule = PromptSchedule((12, 30), transition=(6,))
+    full = child.run(40, prompt_schedule=schedule)
+    states = []
+    child.run(40, prompt_schedule=schedule, on_state=states.append, state_every=10)
+    for state in states[:-1]:
+        assert torch.equal(child.run(40, prompt_schedule=schedule, resume=state), full)
+
+
+def test_a_state_with_enough_frames_returns_them_without_sampling(full_run):
+    states = []
+    child.run(40, on_state=states.append)
+    calls = []
+    model = lambda x, t: calls.append(1) or torch.zeros_like(x)
+    out = fifo.fifo_sample(model, None, 30, child.OPTIONS, fifo.GeneratorNoise(0), resume=states[-1])
+    assert torch.equal(out, full_run[:30]) and not calls
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(num_partitions=3), "num_partitions = 2 but this run has num_partitions = 3"),
+    (dict(eta=0.0), "eta = 1.0 but this run has eta = 0.0"),
+    (dict(lookahead=False), "lookahead = True but this run has lookahead = False"),
+    (dict(queue_init="uniform"), "queue_init = 'official' but this run has queue_init = 'uniform'"),
+])
+def test_a_state_from_other_settings_is_refused(change, words):
+    states = []
+    child.run(6, on_state=states.append)
+    options = fifo.FifoOptions(**{**dict(video_length=4, num_partitions=2, lookahead=True, eta=1.0), **change})
+    with pytest.raises(FifoStateError, match=words):
+        fifo.fifo_generate(child.ToyEps(4), 12, child.FRAME_SHAPE, options, fifo.GeneratorNoise(0), resume=states[0])
+
+
+def test_a_state_of_another_frame_size_is_refused():
+    states = []
+    child.run(6, on_state=states.append)
+    with pytest.raises(fifo.FifoError, match=r"state's latent frames are \(4, 3, 5\).*this video's are \(4, 6, 5\)"):
+        fifo.fifo_generate(child.ToyEps(4), 12, (4, 6, 5), child.OPTIONS, fifo.GeneratorNoise(0), resume=states[0])
+
+
+def test_unreadable_state_files_raise_clear_errors(tmp_path):
+    with pytest.raises(FifoStateError, match="no FIFO state file at"):
+        load_state(str(tmp_path / "missing.safetensors"))
+    other = str(tmp_path / "weights.safetensors")
+    save_file({"w": torch.zeros(2)}, other)
+    with pytest.raises(FifoStateError, match="not a FIFO state"):
+        load_state(other)
+    states = []
+    child.run(6, on_state=states.append)
+    good = str(tmp_path / "good.safetensors")
+    save_state(good, states[0])
+    torn = str(tmp_path / "torn.safetensors")
+    with open(good, "rb") as src, open(torn, "wb") as dst:
+        dst.write(src.read()[:100])
+    with pytest.raises(FifoStateError, match="not a readable FIFO state file"):
+        load_state(torn)

@@ -1,0 +1,87 @@
+"""Issue 4's resume protocol through the real ComfyUI server with the bundled tiny model: a 48-frame FIFO run
+writes its state every 4 frames; the server process is SIGKILLed once 20 frames are in the state file; a new
+server resumes from the file; the resumed video equals an uninterrupted run bit for bit (SaveLatent files)."""
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import comfy_root, load_api_workflow
+from fifo_infinity.samplers.fifo_state import FifoStateError, load_state
+from server_harness import ComfyServer
+
+FRAMES = 48
+STATE_NAME = "resume_test/state"
+
+
+def workflow(prefix, state_file="", resume=False):
+    """The resumable example workflow, shorter (48 frames, f 8, n 2), its latent saved with SaveLatent."""
+    prompt = load_api_workflow("fifo_resumable_long_video.json")
+    prompt["4"]["inputs"].update(frames=FRAMES, video_length=8, num_partitions=2, state_file=state_file,
+                                 state_every=4, resume=resume)
+    prompt["5"]["inputs"]["filename_prefix"] = prefix
+    prompt["6"] = {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": prefix}}
+    return prompt
+
+
+def saved_latent(server, entry):
+    (path,) = server.output_files(entry, "6", "latents")
+    return load_file(path)["latent_tensor"]
+
+
+@pytest.fixture
+def work(tmp_path, model_folders):
+    servers = []
+
+    def start():
+        servers.append(ComfyServer(comfy_root(), str(tmp_path), model_folders).start())
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_killed_server_run_resumes_to_the_uninterrupted_video(work):
+    first = work()
+    state_path = os.path.join(first.output_dir, STATE_NAME + ".safetensors")
+    first.queue(workflow("resume_test/killed", STATE_NAME))
+    frames_done, deadline = 0, time.time() + 600
+    while frames_done < 20:
+        assert first.process.poll() is None, first.tail()
+        assert time.time() < deadline, f"no state with 20 frames after 600 s:\n{first.tail()}"
+        if os.path.exists(state_path):
+            frames_done = load_state(state_path).frames_done
+        time.sleep(0.05)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    killed_at = load_state(state_path).frames_done
+    assert 20 <= killed_at < FRAMES, "the server should have been killed part-way"
+
+    second = work()
+    resumed = second.wait(second.queue(workflow("resume_test/resumed", STATE_NAME, resume=True)))
+    assert resumed["status"]["status_str"] == "success", second.tail()
+    uninterrupted = second.wait(second.queue(workflow("resume_test/uninterrupted")))
+    assert uninterrupted["status"]["status_str"] == "success", second.tail()
+    expected = saved_latent(second, uninterrupted)
+    assert expected.shape == (FRAMES, 4, 8, 8)
+    assert torch.equal(saved_latent(second, resumed), expected)
+    final = load_state(state_path)
+    assert final.frames_done == FRAMES
+    # the state file holds the frames in model space; the killed run's frames are the video's first frames
+    assert torch.equal(final.frames[:killed_at] / 0.18215, expected[:killed_at])
+
+    # resuming with other settings or a missing file is refused with the input named
+    other = workflow("resume_test/bad", STATE_NAME, resume=True)
+    other["4"]["inputs"]["num_partitions"] = 3
+    entry = second.wait(second.queue(other))
+    message = str(entry["status"]["messages"])
+    assert entry["status"]["status_str"] == "error"
+    assert "num_partitions = 2 but this run has num_partitions = 3" in message, message
+    missing = second.wait(second.queue(workflow("resume_test/missing", "resume_test/none", resume=True)))
+    assert "resume: no FIFO state file at" in str(missing["status"]["messages"])
+    with pytest.raises(FifoStateError):
+        load_state(os.path.join(second.output_dir, "resume_test/none.safetensors"))
