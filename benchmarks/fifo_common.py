@@ -124,6 +124,7 @@ class _Stop(Exception):
 
 
 def machine_note() -> str:
+    """One sentence on the machine and its load (absolute times on shared cores are noisy)."""
     import torch
     load = os.getloadavg()
     return (f"CPU: {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} thread(s); "
@@ -131,11 +132,13 @@ def machine_note() -> str:
             f"so absolute times are noisy; ratios are measured within one run)")
 
 
-def write_section(name: str, text: str) -> str:
-    """Replace (or append) the section `name` of benchmarks/results/fifo.md; returns the file's path."""
+def write_section(name: str, text: str, filename: str = "fifo.md",
+                  title: str = "# FIFO-Diffusion benchmarks (tiny reference model, CPU)") -> str:
+    """Replace (or append) the section `name` of benchmarks/results/`filename` (created with `title`); returns
+    the file's path."""
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "fifo.md")
-    body = open(path).read() if os.path.exists(path) else "# FIFO-Diffusion benchmarks (tiny reference model, CPU)\n"
+    path = os.path.join(RESULTS, filename)
+    body = open(path).read() if os.path.exists(path) else title + "\n"
     block = f"<!-- {name} -->\n{text.strip()}\n<!-- /{name} -->"
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
     body = pattern.sub(lambda _: block, body) if pattern.search(body) else body.rstrip() + "\n\n" + block + "\n"

@@ -77,7 +77,8 @@ def _short(values) -> str:
 
 
 def save_state(path: str, state: FifoState) -> None:
-    """Write `state` to `path` atomically (temporary file + rename). Raises OSError if it cannot be written."""
+    """Write `state` to `path` atomically (temporary file, fsync, rename). Raises OSError if it cannot be
+    written; the previous file at `path` is then unchanged."""
     tensors = {"queue": state.queue.detach().to("cpu", torch.float32).contiguous(),
                "frames": state.frames.detach().to("cpu", torch.float32).contiguous()}
     if state.noise_state is not None:
@@ -89,6 +90,11 @@ def save_state(path: str, state: FifoState) -> None:
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         save_file(tensors, temporary, metadata=metadata)
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)           # on disk before the rename: a power cut leaves the old or the new state
+        finally:
+            os.close(descriptor)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
