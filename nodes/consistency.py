@@ -1,16 +1,20 @@
-"""FIFO+ consistency tricks as composable nodes: Weighted Q-Cache and Image to Video Conditioning."""
+"""FIFO+ consistency tricks as composable nodes: Weighted Q-Cache, Image to Video Conditioning, FIFO Latent
+Seeding, and a FIFO base clip from one image."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
+import comfy.utils
 from comfy_api.latest import io
 
 from ..samplers.qcache import parse_levels
 from ..videocrafter.image_attention import TEXT_TOKENS
 from ..videocrafter.qcache_patch import ATTENTION_CHOICES, VARIANTS, apply_query_cache
 from .common import ImageEncoder, category
+from .fifo import LatentSeeding, LatentSeedingType
+from .latent import size_error
 
 log = logging.getLogger("fifo_infinity")
 
@@ -130,4 +134,79 @@ class ImageToVideoConditioning(io.ComfyNode):
         return io.NodeOutput(append_image_tokens(positive, tokens), append_image_tokens(negative, grey))
 
 
-NODES = [WeightedQCache, ImageToVideoConditioning]
+class FIFOLatentSeeding(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOInfinityLatentSeeding",
+            display_name="FIFO Latent Seeding",
+            category=category("consistency"),
+            description=(
+                "FIFO+ latent seeding ('t2v_seed') for the FIFO samplers: once the queue is built, its first frame is "
+                "decoded, embedded as an image (16 tokens, VideoCrafter1 image-to-video) and appended to the prompt "
+                "for the whole run, so the video keeps the look of its start; the negative gets the mid-grey image's "
+                "tokens as in the official I2V code. reseed_every re-anchors on the newest output frame every K "
+                "frames (the fork's unfinished autoregressive mode, done so that the context does not grow). Needs a "
+                "VideoCrafter1 Image2Video checkpoint (model + IMAGE_ENCODER); connect plain text conditioning."),
+            inputs=[
+                io.Vae.Input("vae", tooltip="The VAE of the checkpoint, to decode the seed frame."),
+                ImageEncoder.Input("image_encoder", tooltip="IMAGE_ENCODER output of the VideoCrafter2 Checkpoint Loader "
+                                                            "with a VideoCrafter1 image-to-video checkpoint."),
+                io.Int.Input("reseed_every", default=0, min=0, max=1000000,
+                             tooltip="0: seed once from the queue's first frame (FIFO+). K > 0: every K output frames, "
+                                     "re-seed from the frame just produced (replacing the previous seed)."),
+            ],
+            outputs=[LatentSeedingType.Output(tooltip="Connect to the latent_seeding input of a FIFO sampler.")],
+        )
+
+    @classmethod
+    def execute(cls, vae, image_encoder, reseed_every: int):
+        if image_encoder is None:
+            raise ValueError("image_encoder: this checkpoint has no image encoder (text-to-video); latent seeding needs "
+                             "a VideoCrafter1 image-to-video checkpoint (Image2Video_512 model.ckpt)")
+        if reseed_every < 0:
+            raise ValueError(f"reseed_every = {reseed_every}: use 0 (seed once) or a number of frames")
+        return io.NodeOutput(LatentSeeding(vae, image_encoder, reseed_every))
+
+
+class ImageToFIFOBaseClip(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FIFOInfinityImageToBaseClip",
+            display_name="Image to FIFO Base Clip",
+            category=category("consistency"),
+            description=(
+                "Start a FIFO video from an image: the image is resized (centre crop) to width x height, VAE-encoded "
+                "and repeated into a still clip of video_length frames, for the base_clip input of the FIFO samplers "
+                "(FIFO then sets it in motion; with queue_init 'uniform' every slot starts from the image). For a "
+                "moving start, sample a clip with Image to Video Conditioning instead and connect that latent."),
+            inputs=[
+                io.Image.Input("image", tooltip="The first image of a batch is used."),
+                io.Vae.Input("vae", tooltip="The VAE of the video model."),
+                io.Int.Input("video_length", default=16, min=1, max=256, tooltip="f of the FIFO sampler: frames in the clip."),
+                io.Int.Input("width", default=512, min=64, max=4096, step=64, tooltip="Video width in pixels (multiple of 64)."),
+                io.Int.Input("height", default=320, min=64, max=4096, step=64, tooltip="Video height in pixels (multiple of 64)."),
+            ],
+            outputs=[io.Latent.Output(display_name="base_clip", tooltip="LATENT [video_length, 4, height/8, width/8].")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width=None, height=None):
+        for name, value in (("width", width), ("height", height)):
+            if value is not None and (message := size_error(name, value)):
+                return message
+        return True
+
+    @classmethod
+    def execute(cls, image, vae, video_length: int, width: int, height: int):
+        for name, value in (("width", width), ("height", height)):
+            if message := size_error(name, value):
+                raise ValueError(message)
+        pixels = image[:1, :, :, :3].movedim(-1, 1)
+        pixels = comfy.utils.common_upscale(pixels, width, height, "bilinear", "center").movedim(1, -1)
+        latent = vae.encode(pixels)
+        return io.NodeOutput({"samples": latent.repeat(video_length, 1, 1, 1)})
+
+
+NODES = [WeightedQCache, ImageToVideoConditioning, FIFOLatentSeeding, ImageToFIFOBaseClip]

@@ -39,6 +39,7 @@ from ..samplers.fifo import (QUEUE_INIT_MODES, FifoError, FifoOptions, Generator
                              queue_levels)
 from ..samplers.fifo_state import FifoState, FifoStateError, load_state, save_state
 from ..samplers.schedule import PromptSchedule, PromptScheduleError
+from ..videocrafter.image_attention import TEXT_TOKENS
 from .common import category
 from .fifo_progress import QueueProgress
 from .latent import size_error
@@ -48,6 +49,7 @@ log = logging.getLogger("fifo_infinity")
 
 WRAPPER_KEY = "fifo_infinity.fifo"
 FifoPromptScheduleType = io.Custom("FIFO_PROMPT_SCHEDULE")
+LatentSeedingType = io.Custom("FIFO_LATENT_SEEDING")
 
 
 # ---------------------------------------------------------------------------------------------- prompt schedule
@@ -212,12 +214,14 @@ class FifoSampler(comfy.samplers.Sampler):
     """
 
     def __init__(self, options: FifoOptions, base_clip: torch.Tensor | None = None,
-                 prompts: FifoPromptList | None = None, node_id: str | None = None, state: StateFile | None = None):
+                 prompts: FifoPromptList | None = None, node_id: str | None = None, state: StateFile | None = None,
+                 seeding: "LatentSeeding | None" = None):
         self.options = options
         self.base_clip = base_clip          # VAE-space LATENT samples [f, C, h, w] or None
         self.prompts = prompts
         self.node_id = node_id              # the node showing the live queue view (web/js), if any
         self.state = state                  # state file to write / resume from, or None
+        self.seeding = seeding              # latent seeding (FIFO+ t2v_seed) settings, or None
 
     @property
     def frames_per_call(self) -> int:
@@ -259,19 +263,21 @@ class FifoSampler(comfy.samplers.Sampler):
         sigma_table = sampling.sigmas.to(device=device, dtype=torch.float32)
 
         prompt_schedule, conds_for = None, None
-        original_positive = guider.conds.get("positive")
+        original_conds = dict(guider.conds)
         if self.prompts is not None:
             prompt_schedule = self.prompts.schedule()
             prompt_schedule.check_covers(num_frames)
             conds_for = _PromptConds(self.prompts, prompt_schedule, inner, noise, device, latent_image, seed)
+        seed_conds = _SeedConds(self.seeding, guider, inner) if self.seeding is not None else None
 
         def eps_model(x, timesteps, mix=None):
             comfy.model_management.throw_exception_if_processing_interrupted()
             sigma = sigma_table[timesteps.to(device)]
             c_in = sampling.calculate_input(sigma, torch.ones((x.shape[0], 1, 1, 1), device=device, dtype=torch.float32))
             model_input = x / c_in
-            if conds_for is not None:
-                guider.conds["positive"] = conds_for(mix)
+            if conds_for is not None or seed_conds is not None:
+                positive = conds_for(mix) if conds_for is not None else original_conds["positive"]
+                guider.conds["positive"] = seed_conds.positive(positive) if seed_conds is not None else positive
             denoised = guider(model_input, sigma, model_options=model_options, seed=seed)
             return ((model_input - denoised.float()) / sigma.view(-1, 1, 1, 1)).float()
 
@@ -297,12 +303,14 @@ class FifoSampler(comfy.samplers.Sampler):
                                    on_base_step=on_base_step, on_frame=on_frame, schedule=grid,
                                    output_device=comfy.model_management.intermediate_device(),
                                    resume=resume, on_state=on_state,
-                                   state_every=self.state.every if self.state is not None else 0)
+                                   state_every=self.state.every if self.state is not None else 0,
+                                   seeding=seed_conds.seed if seed_conds is not None else None,
+                                   reseed_every=self.seeding.reseed_every if self.seeding is not None else 0)
         except FifoStateError as error:
             raise ValueError(f"resume: {error}") from error
         finally:
-            if conds_for is not None:
-                guider.conds["positive"] = original_positive
+            guider.conds.clear()
+            guider.conds.update(original_conds)
         if callback is not None:   # last step: the whole video as x0, so SamplerCustom's denoised_output is it
             callback(total_frames - 1, output, output, total_frames)
         return output
@@ -350,6 +358,82 @@ class _PromptConds:
         return self.cache[mix]
 
 
+@dataclass(frozen=True)
+class LatentSeeding:
+    """FIFO+ latent seeding settings (the FIFO_LATENT_SEEDING value): the VAE that decodes the seed latent, the
+    VideoCrafter1 image encoder that embeds it, and how often to re-seed (output frames; 0 = once)."""
+    vae: object
+    image_encoder: object
+    reseed_every: int = 0
+
+
+def _replace_context(entries: list, context_for) -> list:
+    """Copies of processed cond entries whose c_crossattn is `context_for(old_context)`."""
+    out = []
+    for entry in entries:
+        old = entry["model_conds"]["c_crossattn"].cond
+        entry = entry.copy()
+        entry["model_conds"] = dict(entry["model_conds"], c_crossattn=comfy.conds.CONDCrossAttn(context_for(old)))
+        out.append(entry)
+    return out
+
+
+class _SeedConds:
+    """Latent seeding on the guider's processed conds (FIFO+ `t2v_seed`, spec `fifo_diffusion.md` 3.2).
+
+    `seed(latent)` (called by the FIFO core with a model-space latent `[1, C, h, w]`) decodes it with the VAE,
+    embeds the image into 16 tokens with the image encoder and from then on the positive context is its 77
+    text tokens followed by those tokens (a re-seed replaces them: the context never grows); the negative
+    context gets the mid-grey image's tokens, as the official unconditional branch (77 + 16 tokens). Before the
+    first seed (the base clip) both stay text-only.
+    """
+
+    def __init__(self, seeding: LatentSeeding, guider, inner_model):
+        if seeding.image_encoder is None:
+            raise ValueError("latent_seeding: the image encoder is missing; latent seeding needs a VideoCrafter1 "
+                             "image-to-video checkpoint (its loader's IMAGE_ENCODER output)")
+        if not getattr(inner_model.diffusion_model, "image_cross_attention", False):
+            raise ValueError("latent_seeding: this MODEL has no image cross-attention (to_k_ip / to_v_ip), so it "
+                             "cannot condition on the seed frame; use a VideoCrafter1 image-to-video checkpoint "
+                             "(Image2Video_512 model.ckpt), as FIFO+ does")
+        for name in ("positive", "negative"):
+            for entry in guider.conds.get(name, []):
+                tokens = entry["model_conds"]["c_crossattn"].cond.shape[1]
+                if tokens > TEXT_TOKENS:
+                    raise ValueError(f"latent_seeding: the {name} conditioning already has {tokens} tokens (text + "
+                                     f"image); latent seeding adds its own image tokens, so connect the plain text "
+                                     f"conditioning (without Image to Video Conditioning), or drop the seeding")
+        self.seeding = seeding
+        self.guider = guider
+        self.inner_model = inner_model
+        self.negative = guider.conds.get("negative")
+        self.tokens = None
+        self.cache = {}
+
+    def seed(self, latent: torch.Tensor) -> None:
+        images = self.seeding.vae.decode(self.inner_model.process_latent_out(latent))
+        images = images.reshape(-1, *images.shape[-3:])[:1, :, :, :3]
+        self.tokens = self.seeding.image_encoder.encode(images)
+        self.cache = {}
+        if self.negative is not None:
+            grey = self.seeding.image_encoder.unconditional_tokens()
+            self.guider.conds["negative"] = _replace_context(self.negative, lambda c: _append_tokens(c, grey))
+
+    def positive(self, entries: list) -> list:
+        if self.tokens is None:
+            return entries
+        key = id(entries)
+        if key not in self.cache:
+            self.cache = {key: (entries, _replace_context(entries, lambda c: _append_tokens(c, self.tokens)))}
+        return self.cache[key][1]
+
+
+def _append_tokens(context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """`[B, 77, C]` text context followed by `tokens` `[1, 16, C]` (broadcast over B): `[B, 93, C]`."""
+    image = tokens.to(context.device, context.dtype).expand(context.shape[0], -1, -1)
+    return torch.cat([context[:, :TEXT_TOKENS], image], dim=1)
+
+
 # ---------------------------------------------------------------------------------------------- nodes
 
 def _option_inputs():
@@ -377,6 +461,9 @@ def _option_inputs():
 
 def _state_inputs():
     return [
+        LatentSeedingType.Input("latent_seeding", optional=True,
+                                tooltip="Optional FIFO Latent Seeding (FIFO+): the queue's first frame, embedded as an "
+                                        "image, conditions the whole run (needs a VideoCrafter1 image-to-video model)."),
         io.String.Input("state_file", default="", optional=True,
                         tooltip="Optional: a file name under ComfyUI's output folder (e.g. fifo_state/my_video) where "
                                 "the run saves its queue, noise state and frames so far, so it can be resumed after "
@@ -458,11 +545,12 @@ class FIFOSamplerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
-                prompt_schedule=None, state_file="", state_every=16, resume=False):
+                prompt_schedule=None, latent_seeding=None, state_file="", state_every=16, resume=False):
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
         return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule,
                                          node_id=getattr(cls.hidden, "unique_id", None),
-                                         state=make_state_file(state_file, state_every, resume)))
+                                         state=make_state_file(state_file, state_every, resume),
+                                         seeding=latent_seeding))
 
 
 class FIFOSigmasNode(io.ComfyNode):
@@ -539,8 +627,8 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, frames, width, height, seed, cfg, video_length, num_partitions,
-                lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None, state_file="",
-                state_every=16, resume=False):
+                lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None,
+                latent_seeding=None, state_file="", state_every=16, resume=False):
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
         if frames < 1:
             raise ValueError(f"frames N = {frames}: generate at least 1 frame")
@@ -563,7 +651,7 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
                          node_helpers.conditioning_set_values(negative, values))
         guider.set_cfg(cfg)
         sampler = FifoSampler(options, base, prompts, node_id=getattr(cls.hidden, "unique_id", None),
-                              state=make_state_file(state_file, state_every, resume))
+                              state=make_state_file(state_file, state_every, resume), seeding=latent_seeding)
         sigmas = fifo_sigmas(model.get_model_object("model_sampling"), options)
         total = options.iterations(frames)
         callback = latent_preview.prepare_callback(model, total)

@@ -34,7 +34,7 @@ from typing import Callable, Protocol
 import torch
 
 from .ddim import DDIMSchedule, EpsModel, ddim_step, sample_base_clip
-from .fifo_state import FifoState, check_compatible, fifo_settings
+from .fifo_state import FifoState, FifoStateError, check_compatible, fifo_settings
 from .schedule import PromptMix, PromptSchedule
 
 QUEUE_INIT_MODES = ("official", "uniform")
@@ -273,7 +273,8 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
                 on_frame: Callable[[int, int, torch.Tensor], None] | None = None,
                 output_device: torch.device | str | None = None,
                 resume: FifoState | None = None,
-                on_state: Callable[[FifoState], None] | None = None, state_every: int = 0) -> torch.Tensor:
+                on_state: Callable[[FifoState], None] | None = None, state_every: int = 0,
+                seeding: Callable[[torch.Tensor], None] | None = None, reseed_every: int = 0) -> torch.Tensor:
     """Run FIFO-Diffusion from a base clip; returns the N output frames `[N, C, h, w]` float32 (model space).
 
     eps_model: `eps(x [W*f, C, h, w], timesteps [W*f] int64) -> [W*f, C, h, w]`, W windows of f frames each
@@ -292,6 +293,12 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
     on_state: called with a FifoState every `state_every` output frames (0: never on a count), after the last
         iteration, and, if the run stops with an exception (interruption, a crash in the model), with the state
         before the iteration that failed, before the exception propagates. A resumed run continues exactly.
+    seeding: latent seeding (FIFO+ `t2v_seed`, spec 3.2): `seeding(latent [1, C, h, w])` is called once the queue
+        is built with queue slot 0 (base frame 0 at the lowest noise level, as the fork) and must make the model
+        condition on it from then on (the caller embeds it as an image; the core only decides when and on what).
+        reseed_every > 0: every that many output frames, seeding is called again with the frame just popped, so
+        the anchor follows the video (the fork's unfinished `t2v_seed_ar`, without its growing context: the
+        caller replaces the seed, it does not add one). A resumed run re-applies the state's seed latent.
 
     Raises FifoError for bad shapes or settings, FifoStateError (a ValueError) for a state made with other
     settings.
@@ -305,6 +312,8 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
         prompt_schedule.check_covers(num_frames)
     if state_every < 0:
         raise FifoError(f"state_every = {state_every}: use 0 (no periodic state) or a number of frames")
+    if reseed_every < 0:
+        raise FifoError(f"reseed_every = {reseed_every}: use 0 (seed once, as FIFO+) or a number of frames")
     if schedule is None:
         schedule = DDIMSchedule.build(options.steps, options.eta)
     timesteps, indices = queue_levels(options, schedule)
@@ -325,25 +334,33 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
         if resume.noise_state is not None:
             noise.set_state(resume.noise_state)
         start = resume.iteration
+        seed_latent = resume.seed_latent if seeding is not None else None
+        if seeding is not None and resume.seed_latent is None:
+            raise FifoStateError("the FIFO state was written by a run without latent seeding; resume it without "
+                                 "seeding (or start a new run)")
     else:
         frame_shape = tuple(base_clip.shape[1:])
         settings = fifo_settings(options, main_timesteps, frame_shape)
         device = base_clip.device
         queue = init_queue(base_clip, schedule, options, noise("queue_init", 0, (options.queue_length, *frame_shape)))
         start = 0
+        seed_latent = queue[0:1].clone() if seeding is not None else None
+    if seeding is not None:
+        seeding(seed_latent.to(device=device, dtype=torch.float32))
     output = torch.empty((num_frames, *frame_shape), dtype=torch.float32, device=output_device)
     if resume is not None and resume.frames_done:
         output[:resume.frames_done] = resume.frames.to(output.device, torch.float32)
     stochastic = bool((schedule.sigmas > 0).any())
     iterations = options.iterations(num_frames)
 
-    def state_now(iteration, queue_now, noise_state):
+    def state_now(iteration, queue_now, noise_state, seed):
         done = max(0, iteration - options.warmup)
         return FifoState(iteration=iteration, queue=queue_now.cpu().clone(), frames=output[:done].cpu().clone(),
-                         noise_state=noise_state, settings=settings)
+                         noise_state=noise_state, settings=settings,
+                         seed_latent=None if seed is None else seed.cpu().clone())
 
     for i in range(start, iterations):
-        before = (queue.clone(), noise.get_state()) if on_state is not None else None
+        before = (queue.clone(), noise.get_state(), seed_latent) if on_state is not None else None
         try:
             model = eps_model
             if prompt_schedule is not None:
@@ -363,8 +380,11 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
                 on_state(state_now(i, *before))
             raise
         done = i + 1 - options.warmup
+        if seeding is not None and reseed_every and done > 0 and done % reseed_every == 0 and i < iterations - 1:
+            seed_latent = popped.to(torch.float32)
+            seeding(seed_latent)
         if on_state is not None and (i == iterations - 1 or (state_every and done > 0 and done % state_every == 0)):
-            on_state(state_now(i + 1, queue, noise.get_state()))
+            on_state(state_now(i + 1, queue, noise.get_state(), seed_latent))
     return output
 
 
@@ -376,13 +396,15 @@ def fifo_generate(eps_model: Callable[..., torch.Tensor], num_frames: int, frame
                   on_frame: Callable[[int, int, torch.Tensor], None] | None = None,
                   output_device: torch.device | str | None = None,
                   schedule: DDIMSchedule | None = None, resume: FifoState | None = None,
-                  on_state: Callable[[FifoState], None] | None = None, state_every: int = 0) -> torch.Tensor:
+                  on_state: Callable[[FifoState], None] | None = None, state_every: int = 0,
+                  seeding: Callable[[torch.Tensor], None] | None = None, reseed_every: int = 0) -> torch.Tensor:
     """The whole pipeline: base clip (sampled with VideoCrafter2's own rescaled DDIM unless given), queue, FIFO.
 
     frame_shape: `(C, h, w)` of one latent frame; base_clip: `[f, C, h, w]` or None; the base clip is sampled
     from "base_x_T" noise with the same grid and eta as the FIFO step, conditioned on prompt 0 of a schedule.
     schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`). Returns `[N, C, h, w]` float32 (model space).
-    resume, on_state, state_every: as `fifo_sample` (with `resume`, no base clip is sampled or used).
+    resume, on_state, state_every, seeding, reseed_every: as `fifo_sample` (with `resume`, no base clip is
+    sampled or used; seeding starts after the base clip, which is sampled without it).
     """
     options.check_num_frames(num_frames)
     if prompt_schedule is not None:
@@ -410,4 +432,5 @@ def fifo_generate(eps_model: Callable[..., torch.Tensor], num_frames: int, frame
         base_clip = base_clip.to(device=device, dtype=torch.float32)
     return fifo_sample(eps_model, base_clip, num_frames, options, noise, schedule=schedule,
                        prompt_schedule=prompt_schedule, on_frame=on_frame, output_device=output_device,
-                       resume=resume, on_state=on_state, state_every=state_every)
+                       resume=resume, on_state=on_state, state_every=state_every, seeding=seeding,
+                       reseed_every=reseed_every)

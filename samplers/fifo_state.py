@@ -3,12 +3,13 @@
 A state is taken between two iterations: the queue `[L, C, h, w]` (after the pop, shift and the new tail
 frame), the number of iterations done, the output frames popped so far `[k, C, h, w]` (k = iterations done
 minus the S - f warm-up ones, at least 0), the noise generator's state, and the settings the queue depends on
-(f, n, lookahead, eta, queue initialisation, the DDIM timesteps, the latent frame shape). A run resumed from
+(f, n, lookahead, eta, queue initialisation, the DDIM timesteps, the latent frame shape), and with latent
+seeding the latent the current seed tokens come from. A run resumed from
 it draws the same noise in the same order, so it produces bit for bit the frames the uninterrupted run would
 (test: tests/test_fifo_resume.py). The same file continues a *finished* run to more frames: a 20-frame run's
 final state is the 40-frame run's state after the same iteration.
 
-File format: one safetensors file (tensors `queue`, `frames`, `noise_state`; settings and counters as JSON
+File format: one safetensors file (tensors `queue`, `frames`, `noise_state`, `seed_latent`; settings and counters as JSON
 in the metadata), written to a temporary name and renamed over the old file, so a crash while writing leaves
 the previous state intact.
 """
@@ -37,13 +38,15 @@ class FifoState:
 
     iteration: iterations done (the next one to run); frames: `[k, C, h, w]` float32 output frames so far
     (model space); queue: `[L, C, h, w]` float32; noise_state: the noise source's state (uint8 tensor, e.g.
-    `torch.Generator.get_state()`) or None; settings: `fifo_settings(...)` of the run.
+    `torch.Generator.get_state()`) or None; settings: `fifo_settings(...)` of the run; seed_latent: with
+    latent seeding, the `[1, C, h, w]` latent the current seed tokens were made from (else None).
     """
     iteration: int
     queue: torch.Tensor
     frames: torch.Tensor
     noise_state: torch.Tensor | None
     settings: dict = field(default_factory=dict)
+    seed_latent: torch.Tensor | None = None
 
     @property
     def frames_done(self) -> int:
@@ -83,6 +86,8 @@ def save_state(path: str, state: FifoState) -> None:
                "frames": state.frames.detach().to("cpu", torch.float32).contiguous()}
     if state.noise_state is not None:
         tensors["noise_state"] = state.noise_state.detach().to("cpu").contiguous()
+    if state.seed_latent is not None:
+        tensors["seed_latent"] = state.seed_latent.detach().to("cpu", torch.float32).contiguous()
     metadata = {"format": FORMAT, "version": str(VERSION), "iteration": str(int(state.iteration)),
                 "settings": json.dumps(state.settings)}
     folder = os.path.dirname(os.path.abspath(path))
@@ -117,4 +122,5 @@ def load_state(path: str) -> FifoState:
         raise FifoStateError(f"{path!r} has FIFO state version {metadata['version']}; this version of the pack "
                              f"reads up to {VERSION}: update the pack")
     return FifoState(iteration=int(metadata["iteration"]), queue=tensors["queue"], frames=tensors["frames"],
-                     noise_state=tensors.get("noise_state"), settings=json.loads(metadata["settings"]))
+                     noise_state=tensors.get("noise_state"), settings=json.loads(metadata["settings"]),
+                     seed_latent=tensors.get("seed_latent"))

@@ -150,3 +150,64 @@ def test_unreadable_state_files_raise_clear_errors(tmp_path):
         dst.write(src.read()[:100])
     with pytest.raises(FifoStateError, match="not a readable FIFO state file"):
         load_state(torn)
+
+
+# ---------------------------------------------------------------- latent seeding (FIFO+ t2v_seed), core side
+
+class Anchored(child.ToyEps):
+    """ToyEps whose output also depends on the current seed latent (as the seed tokens condition the UNet)."""
+
+    def __init__(self):
+        super().__init__(child.OPTIONS.video_length)
+        self.anchor = None
+        self.seeds = []
+
+    def seed(self, latent):
+        self.seeds.append(latent.clone())
+        self.anchor = latent
+
+    def __call__(self, x, timesteps, mix=None):
+        eps = super().__call__(x, timesteps, mix)
+        return eps if self.anchor is None else eps + 0.05 * torch.tanh(self.anchor.mean())   # base clip: no seed yet
+
+
+def seeded_run(frames, model=None, **kwargs):
+    model = model or Anchored()
+    out = fifo.fifo_generate(model, frames, child.FRAME_SHAPE, child.OPTIONS, fifo.GeneratorNoise(child.SEED),
+                             seeding=model.seed, **kwargs)
+    return out, model
+
+
+def test_seeding_starts_from_queue_slot_0_and_reseeds_from_the_popped_frame():
+    options = child.OPTIONS
+    base = torch.randn(options.video_length, *child.FRAME_SHAPE, generator=torch.Generator().manual_seed(3))
+    model = Anchored()
+    out = fifo.fifo_sample(model, base, 40, options, fifo.GeneratorNoise(9), seeding=model.seed, reseed_every=8)
+    ddim_schedule = fifo.DDIMSchedule.build(options.steps, options.eta)
+    init = fifo.init_queue(base, ddim_schedule, options,
+                           fifo.GeneratorNoise(9)("queue_init", 0, (options.queue_length, *child.FRAME_SHAPE)))
+    assert torch.equal(model.seeds[0], init[0:1])                      # the fork: decode Q[:, :, [0]] after prepare
+    assert len(model.seeds) == 5                                        # at 8, 16, 24, 32 frames (not after the last)
+    for k, seed in enumerate(model.seeds[1:], start=1):
+        assert torch.equal(seed, out[8 * k - 1:8 * k])
+    unseeded = fifo.fifo_sample(child.ToyEps(options.video_length), base, 40, options, fifo.GeneratorNoise(9))
+    assert not torch.equal(out, unseeded)
+
+
+def test_a_seeded_run_resumes_exactly_with_its_seed():
+    full, _ = seeded_run(40, reseed_every=6)
+    states = []
+    seeded_run(40, reseed_every=6, on_state=states.append, state_every=8)
+    for state in states[:-1]:
+        assert state.seed_latent is not None
+        resumed, model = seeded_run(40, reseed_every=6, resume=state)
+        assert torch.equal(model.seeds[0], state.seed_latent)
+        assert torch.equal(resumed, full), state.frames_done
+
+
+def test_resuming_an_unseeded_state_with_seeding_is_refused():
+    states = []
+    child.run(6, on_state=states.append)
+    assert states[0].seed_latent is None
+    with pytest.raises(FifoStateError, match="without latent seeding"):
+        seeded_run(12, resume=states[0])
