@@ -5,6 +5,10 @@ against a real `main.py --cpu` server serving the real frontend (comfyui-fronten
   registered, no node in an error state, and gives back exactly the API prompt of its API twin;
 - our web extension is listed, its imports resolve, it registers in the page, colours the pack's nodes
   (and only those) and adds the queue live view to the FIFO sampler nodes;
+- every template has a thumbnail (`<name>.jpg`, what Browse Templates shows; written from the page's own
+  rendering of the graph when FIFO_WRITE_THUMBNAILS=1);
+- the prompt-schedule timeline (web/js/prompt_timeline.js) on the FIFO Prompt Schedule nodes shows the whole
+  chain and its length at the sampler's fps, and dragging a boundary with the mouse changes a prompt's frames;
 - the tiny-model demo template, queued from the page with a handful of frames, runs to the end, the page
   receives the server's `fifo_infinity.queue` messages and the widget draws them; screenshots of the graph
   and of the FIFO node go to benchmarks/results/browser_graph.png and browser_queue_widget.png.
@@ -34,9 +38,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
 VIEWPORT = {"width": 1600, "height": 1000}
 RESULTS_DIR = os.path.join(PACK_DIR, "benchmarks", "results")
 EXTENSION_FILE = os.path.join(PACK_DIR, "web", "js", "fifo_infinity.js")
+EXTENSION_SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(PACK_DIR, "web", "js", "*.js")))
 PACK_CATEGORY = "FIFO-Infinity"
 QUEUE_WIDGET = "fifo_queue_view"
 QUEUE_EVENT = "fifo_infinity.queue"
+TIMELINE_WIDGET = "fifo_prompt_timeline"
+THUMBNAIL_SIZE = (640, 400)
 
 EXAMPLES = sorted(os.path.splitext(os.path.basename(p))[0]
                   for p in glob.glob(os.path.join(PACK_DIR, "example_workflows", "*.json")))
@@ -96,6 +103,20 @@ FIT_JS = """([ids, margin]) => {
   canvas.setDirty(true, true);
   canvas.draw(true, true);
   return scale;
+}"""
+
+# Screen rectangle [x, y, width, height] (CSS pixels) around every node, titles included.
+NODES_BOX_JS = """() => {
+  const canvas = app.canvas, ds = canvas.ds, title = LiteGraph.NODE_TITLE_HEIGHT;
+  canvas.draw(true, true);
+  const box = canvas.canvas.getBoundingClientRect();
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of app.graph.nodes) {
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const sx = (x) => box.left + (x + ds.offset[0]) * ds.scale, sy = (y) => box.top + (y + ds.offset[1]) * ds.scale;
+  return [sx(x0), sy(y0), (x1 - x0) * ds.scale, (y1 - y0) * ds.scale];
 }"""
 
 # Screen rectangles (CSS pixels) of a node (with its title) and of one of its widgets.
@@ -248,15 +269,16 @@ def test_examples_are_browsable_templates(browser_server, pack_folder):
             f"{name}: no API twin in example_workflows/api/"
 
 
-def test_extension_is_listed_and_its_imports_resolve(browser_server, pack_folder):
+@pytest.mark.parametrize("script", EXTENSION_SCRIPTS)
+def test_extension_is_listed_and_its_imports_resolve(browser_server, pack_folder, script):
     """ComfyUI serves web/js/x.js as /extensions/<pack>/js/x.js; every relative import in it must resolve
     from that URL (the frontend's scripts live at /scripts/, three levels up), or the browser drops the file."""
     listed = _json(browser_server.url + "/extensions")
-    url = f"/extensions/{pack_folder}/js/fifo_infinity.js"
+    url = f"/extensions/{pack_folder}/js/{script}"
     assert url in listed, f"{url} not in /extensions: {[u for u in listed if 'fifo' in u.lower()]}"
     response = requests.get(browser_server.url + url, timeout=30)
     assert response.status_code == 200
-    with open(EXTENSION_FILE) as f:
+    with open(os.path.join(PACK_DIR, "web", "js", script)) as f:
         assert response.text == f.read()
     specifiers = re.findall(r'^\s*import\s[^;]*?from\s+"([^"]+)"', response.text, flags=re.M)
     assert specifiers, "the extension imports nothing (it needs app.js at least)"
@@ -274,7 +296,8 @@ def test_extension_is_listed_and_its_imports_resolve(browser_server, pack_folder
 def test_extension_registers_in_the_page(page):
     names = page.evaluate("() => app.extensions.map(e => e.name)")
     errors = [text for _, text in page.log.since(0) if "fifo" in text.lower()]
-    assert "fifo_infinity.ui" in names, f"our extension did not register; page errors about it: {errors}"
+    assert {"fifo_infinity.ui", "fifo_infinity.prompt_timeline"} <= set(names), \
+        f"our extensions did not register; page errors about them: {errors}"
     assert not errors, errors
 
 
@@ -322,8 +345,86 @@ def test_example_workflow_loads_in_the_page(page, browser_server, pack_folder, o
         has_view = QUEUE_WIDGET in node["widgets"]
         assert has_view == (ours and _is_fifo_sampler(node["type"], info)), \
             f"{name}: node {i} {node['type']} {'has' if has_view else 'lacks'} the queue view"
+        assert (TIMELINE_WIDGET in node["widgets"]) == (node["type"] == "FIFOPromptSchedule"), \
+            f"{name}: node {i} {node['type']}: the prompt timeline belongs on FIFO Prompt Schedule nodes only"
 
     assert not page.log.errors_since(start), f"{name}: errors in the page while loading: {page.log.errors_since(start)}"
+    if os.environ.get("FIFO_WRITE_THUMBNAILS"):
+        _write_thumbnail(page, name)
+
+
+def _write_thumbnail(page, name):
+    """example_workflows/<name>.jpg: the graph as the page draws it, fitted, scaled to THUMBNAIL_SIZE."""
+    from PIL import Image
+    _close_dialogs(page)
+    page.set_viewport_size(GRAPH_VIEWPORT)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.evaluate(FIT_JS, [None, 60])
+    box = page.evaluate(NODES_BOX_JS)
+    png = page.screenshot(clip={"x": box[0] - 12, "y": box[1] - 12, "width": box[2] + 24, "height": box[3] + 24})
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.thumbnail((THUMBNAIL_SIZE[0] * 2, THUMBNAIL_SIZE[1] * 2))
+    canvas = Image.new("RGB", (THUMBNAIL_SIZE[0] * 2, THUMBNAIL_SIZE[1] * 2), image.getpixel((2, 2)))
+    canvas.paste(image, ((canvas.width - image.width) // 2, (canvas.height - image.height) // 2))
+    canvas.resize(THUMBNAIL_SIZE, Image.LANCZOS).save(
+        os.path.join(PACK_DIR, "example_workflows", f"{name}.jpg"), quality=85)
+    page.set_viewport_size(VIEWPORT)
+
+
+def test_every_template_has_a_thumbnail(browser_server, pack_folder):
+    from PIL import Image
+    for name in EXAMPLES:
+        url = f"{browser_server.url}/api/workflow_templates/{urllib.parse.quote(pack_folder)}/{name}.jpg"
+        response = requests.get(url, timeout=30)
+        assert response.status_code == 200, f"{name}: no thumbnail at {url} (run with FIFO_WRITE_THUMBNAILS=1)"
+        with Image.open(io.BytesIO(response.content)) as image:
+            assert image.format == "JPEG" and image.size == THUMBNAIL_SIZE, (name, image.format, image.size)
+            assert np.asarray(image.convert("L")).std() > 5, f"{name}: the thumbnail is blank"
+
+
+def test_prompt_timeline_edits_the_schedule(page, browser_server, pack_folder):
+    loaded = _load(page, browser_server, pack_folder, "fifo_multi_prompt")
+    api = load_api_workflow("fifo_multi_prompt.json")
+    chain = [i for i in ("6", "7", "8")]
+    assert all(api[i]["class_type"] == "FIFOPromptSchedule" for i in chain)
+    schedule = page.evaluate("(id) => window.fifoInfinity.collectSchedule(app.graph.getNodeById(id))", 7)
+    texts = [api[api[i]["inputs"]["conditioning"][0]]["inputs"]["text"] for i in chain]
+    assert [s["text"] for s in schedule["segments"]] == texts
+    assert [s["frames"] for s in schedule["segments"]] == [api[i]["inputs"]["frames"] for i in chain]
+    assert [s["transition"] for s in schedule["segments"]] == [0, 16, 0]
+    assert schedule["total"] == 192 and schedule["fps"] == api["9"]["inputs"]["fps"] and schedule["fps_from_sampler"]
+    assert schedule["seconds"] == 192 / api["9"]["inputs"]["fps"]
+
+    # drag the end of prompt 1 (frame 64) to about frame 32 with the mouse, on the first schedule node
+    _close_dialogs(page)
+    page.evaluate(FIT_JS, [["6"], 40])
+    rect = page.evaluate(RECT_JS, ["6", TIMELINE_WIDGET])
+    assert "widget" in rect, "the timeline is not drawn on the FIFO Prompt Schedule node"
+    before_png = os.path.join(RESULTS_DIR, "browser_prompt_timeline.png")
+    widget, scale = rect["widget"], rect["widget"]["width"] / page.evaluate("() => app.graph.getNodeById(6).size[0]")
+    node_width = widget["width"] / scale
+    margin = 10
+    per_frame = (node_width - 2 * margin) / 192
+    boundary_x = widget["x"] + (margin + 64 * per_frame) * scale
+    target_x = widget["x"] + (margin + 32 * per_frame) * scale
+    y = widget["y"] + 20 * scale
+    assert page.evaluate("([id, x, w]) => window.fifoInfinity.boundaryAt(app.graph.getNodeById(id), x, w)",
+                         [6, margin + 64 * per_frame, node_width]) == 0
+    page.mouse.move(boundary_x, y)
+    page.mouse.down()
+    page.mouse.move((boundary_x + target_x) / 2, y, steps=4)
+    page.mouse.move(target_x, y, steps=4)
+    page.mouse.up()
+    frames = page.evaluate("() => app.graph.getNodeById(6).widgets.find(w => w.name === 'frames').value")
+    assert abs(frames - 32) <= 2, f"dragging the boundary to frame 32 set frames = {frames}"
+    prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    assert prompt["6"]["inputs"]["frames"] == frames and TIMELINE_WIDGET not in prompt["6"]["inputs"]
+    after = page.evaluate("(id) => window.fifoInfinity.collectSchedule(app.graph.getNodeById(id))", 8)
+    assert after["total"] == 128 + frames
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    page.evaluate(FIT_JS, [["6", "7", "8"], 30])
+    rect = page.evaluate(RECT_JS, ["6", TIMELINE_WIDGET])
+    page.screenshot(path=before_png, clip=rect["node"])
 
 
 def _saturated_pixels(png: bytes) -> int:
