@@ -283,6 +283,28 @@ def test_example_workflow_writes_n_frames_over_http(server):
         assert image.size == (128, 64)
 
 
+def test_multi_prompt_example_writes_the_scheduled_video_over_http(server):
+    """example_workflows/fifo_multi_prompt.json (bundled model, three prompts, Save Video (streaming)), shorter:
+    24 frames, 8 per prompt with a 4-frame transition, f 8, n 2."""
+    import av
+    from conftest import load_api_workflow
+    prompt = load_api_workflow("fifo_multi_prompt.json")
+    for node in ("6", "7", "8"):
+        prompt[node]["inputs"].update(frames=8, transition=0 if node == "6" else 4)
+    prompt["9"]["inputs"].update(frames=24, video_length=8, num_partitions=2)
+    entry = server.wait(server.queue(prompt), timeout=900)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (path,) = server.output_files(entry, "10")
+    with av.open(path) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 24 and frames[0].shape == (64, 64, 3)
+    short = load_api_workflow("fifo_multi_prompt.json")
+    short["9"]["inputs"].update(frames=200, video_length=8, num_partitions=2)        # the schedule covers 192
+    response = server.post_prompt(short)
+    entry = server.wait(response.json()["prompt_id"], timeout=300)
+    assert entry["status"]["status_str"] == "error" and "192" in str(entry["status"]["messages"])
+
+
 def test_bad_fifo_inputs_are_refused_over_http(server):
     for inputs, words in ((dict(frames=0), "frames N = 0"), (dict(video_length=15), "video_length f = 15 is odd"),
                           (dict(num_partitions=0), "num_partitions n = 0")):
