@@ -8,6 +8,11 @@ loader inside a real ComfyUI, in-process), from the same prompts and seeds:
                 latent partitioning and lookahead), N frames;
   (b) clips     N/16 independent 16-frame clips (VideoCrafter2's own DDIM, the same grid, eta and CFG),
                 concatenated: what a user would otherwise do;
+  (c) FIFO + Q-cache  (a) with FIFO+'s weighted Q-cache (weight 0.9, temporal attn1, all decoder levels:
+                the Weighted Q-Cache node's defaults) patched into the UNet;
+
+(FIFO+ latent seeding needs an image-to-video model with an image encoder; the bundled model is text-to-video,
+so it has no row here.)
 
 and measures on the decoded frames, with no downloaded weights (the world is plain: coloured shapes on a
 flat dark background, so a colour detector is exact enough):
@@ -217,30 +222,37 @@ class Generator:
     def encode(self, text: str):
         return self.clip.encode_from_tokens(self.clip.tokenize(text)).float()
 
-    def eps_model(self, cond):
+    def eps_model(self, cond, patches: dict | None = None):
+        """CFG eps of the UNet; `patches`: a ModelPatcher's transformer_options["patches"] (e.g. the Q-cache's)."""
         torch = self.torch
         unet, uncond, cfg = self.unet, self.uncond, self.cfg
+        options = {"video_length": CLIP, **({"patches": patches} if patches else {})}
 
         def eps(x, timesteps):
             n = x.shape[0]
             if cfg == 1.0:    # e_u + 1 * (e_c - e_u) = e_c: skip the unconditional pass, as ComfyUI's CFGGuider does
                 with torch.no_grad():
                     return unet(x, timesteps.float(), context=cond.expand(n, -1, -1),
-                                transformer_options={"video_length": CLIP}, fps=torch.full((n,), 8.0))
+                                transformer_options=dict(options), fps=torch.full((n,), 8.0))
             context = torch.cat([cond.expand(n, -1, -1), uncond.expand(n, -1, -1)])
             with torch.no_grad():
                 e = unet(torch.cat([x, x]), torch.cat([timesteps, timesteps]).float(), context=context,
-                         transformer_options={"video_length": CLIP}, fps=torch.full((2 * n,), 8.0))
+                         transformer_options=dict(options), fps=torch.full((2 * n,), 8.0))
             e_c, e_u = e[:n], e[n:]
             return e_u + cfg * (e_c - e_u)
         return eps
 
-    def fifo(self, prompt: str, frames: int, seed: int):
+    def fifo(self, prompt: str, frames: int, seed: int, qcache_weight: float | None = None):
         from fifo_infinity.samplers import fifo
+        patches = None
+        if qcache_weight is not None:
+            from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
+            patched, _ = apply_query_cache(self.model, qcache_weight, "attn1", "temporal", "all")
+            patches = patched.model_options["transformer_options"]["patches"]
         options = fifo.FifoOptions(video_length=CLIP, num_partitions=self.partitions, lookahead=True, eta=self.eta)
         noise = fifo.GeneratorNoise(seed)
-        return fifo.fifo_generate(self.eps_model(self.encode(prompt)), frames, (4, self.size // 8, self.size // 8),
-                                  options, noise)
+        return fifo.fifo_generate(self.eps_model(self.encode(prompt), patches), frames,
+                                  (4, self.size // 8, self.size // 8), options, noise)
 
     def clips(self, prompt: str, frames: int, seed: int):
         """frames/16 independent clips with VideoCrafter2's DDIM on the same grid (seed, seed+1, ...), concatenated."""
@@ -337,6 +349,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--quick", action="store_true", help="64 frames, 2 prompts, 2 KSampler seeds (a smoke run)")
+    p.add_argument("--methods", nargs="+", choices=["FIFO", "clips", "FIFO + Q-cache"],
+                   default=["FIFO", "clips", "FIFO + Q-cache"])
     p.add_argument("--ksampler-only", action="store_true",
                    help="only the 16-frame KSampler detector rates (printed; nothing written)")
     args = p.parse_args(argv)
@@ -349,16 +363,19 @@ def main(argv=None):
     started = time.time()
     gen = Generator(args.comfyui, args.model, cfg=args.cfg)
     rows, sheet, timings = [], [], {}
+    run = {"FIFO": lambda prompt: gen.fifo(prompt, args.frames, args.seed),
+           "clips": lambda prompt: gen.clips(prompt, args.frames, args.seed),
+           "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9)}
     for prompt, colour in [] if args.ksampler_only else PROMPTS[:args.prompts]:
-        for method in ("FIFO", "clips"):
+        for method in args.methods:
             t0 = time.time()
-            latents = gen.fifo(prompt, args.frames, args.seed) if method == "FIFO" else gen.clips(prompt, args.frames, args.seed)
+            latents = run[method](prompt)
             frames = gen.decode(latents)
             timings[f"{method} {prompt}"] = time.time() - t0
             row = {"method": method, "prompt": prompt, **measure(frames, colour)}
             rows.append(row)
             sheet.append((f"{method}: {prompt}", frames))
-            print(f"[quality] {method:5s} {prompt!r}: " + ", ".join(f"{k} {fmt(row[k], p)}" for k, _, p in COLUMNS)
+            print(f"[quality] {method} {prompt!r}: " + ", ".join(f"{k} {fmt(row[k], p)}" for k, _, p in COLUMNS)
                   + f" ({timings[f'{method} {prompt}']:.0f} s)", flush=True)
     ks_rows = []
     for prompt, colour in PROMPTS[:args.prompts] if args.quick else PROMPTS:
@@ -375,7 +392,7 @@ def main(argv=None):
         print(f"[quality] KSampler {prompt!r}: visible {visible:.0%}, colour ok {colour_ok:.0%}", flush=True)
     if args.ksampler_only:
         return ks_rows
-    means = [mean_rows(rows, "FIFO"), mean_rows(rows, "clips")]
+    means = [mean_rows(rows, method) for method in args.methods]
     result = {"frames": args.frames, "seed": args.seed, "cfg": args.cfg, "ddim_steps": 64, "eta": 1.0,
               "partitions": 4, "rows": rows, "means": means, "ksampler": ks_rows, "timings_s": timings,
               "model": os.path.basename(args.model), "wall_seconds": time.time() - started}
@@ -388,7 +405,9 @@ def main(argv=None):
           f"Command: `python benchmarks/quality.py --frames {args.frames} --seed {args.seed} --cfg {args.cfg}`"
           f"{' --quick' if args.quick else ''}. Model `{os.path.basename(args.model)}`; DDIM 64 levels (f 16 x n 4), "
           f"eta 1, CFG {args.cfg}, fps 8. FIFO: lookahead on, official queue initialisation. Clips: "
-          f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM.",
+          f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
+          f"FIFO + Q-cache: weight 0.9, temporal attn1, all decoder levels. Latent seeding has no row: it needs an "
+          f"image-to-video model (image encoder + image cross-attention) and the bundled model is text-to-video.",
           "",
           "## Means over prompts", "", table(means, [("method", "method")]), "",
           "## Per prompt", "", table(rows, [("method", "method"), ("prompt", "prompt")]), "",
