@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from ..videocrafter import convert
 from ..videocrafter.image_encoder import build_image_encoder
 from ..videocrafter.loader import load_videocrafter
+from .fifo import register_memory_cap
 from .common import ImageEncoder, category
 
 MODEL_FOLDER = "videocrafter"
@@ -86,6 +87,7 @@ class VideoCrafterCheckpointLoader(io.ComfyNode):
             image_encoder = build_image_encoder(parts)
         except convert.CheckpointError as error:
             raise ValueError(f"ckpt_name: {error}") from error
+        register_memory_cap(model)   # FIFO through SamplerCustom(Advanced): memory estimated for one window batch
         return io.NodeOutput(model, clip, vae, image_encoder)
 
 

@@ -218,6 +218,34 @@ def test_progress_counts_frames_and_interruption_stops_within_one_call(host, set
 
 # ---------------------------------------------------------------- errors name the value
 
+def test_loaded_models_estimate_fifo_memory_for_one_window_batch(host, monkeypatch):
+    """The loader registers the FIFO memory cap, so SamplerCustomAdvanced + FIFO Sampler on a 40-frame latent asks
+    ComfyUI for the memory of one window batch (2n = 2 lookahead windows of f = 4: 8 frames), not of all 40; a stock
+    sampler on the same model still estimates for its whole latent."""
+    import comfy.sampler_helpers
+    nodes = host.NODE_CLASS_MAPPINGS
+    model, clip, _, _ = nodes["VideoCrafterCheckpointLoader"].execute("fifo_infinity_tiny_vc2.safetensors").result
+    shapes = []
+    original = comfy.sampler_helpers._prepare_sampling
+
+    def record(model, noise_shape, *args, **kwargs):
+        shapes.append(tuple(noise_shape))
+        return original(model, noise_shape, *args, **kwargs)
+    monkeypatch.setattr(comfy.sampler_helpers, "_prepare_sampling", record)
+    cond = nodes["CLIPTextEncode"]().encode(clip, "a red ball")[0]
+    guider = nodes["CFGGuider"].execute(model, cond, cond, 1.0).result[0]
+    sampler = nodes["FIFOSampler"].execute(**sampler_inputs(video_length=4, num_partitions=1)).result[0]
+    sigmas = nodes["FIFOSigmas"].execute(model, 4, 1).result[0]
+    latent = nodes["VideoCrafterEmptyVideoLatent"].execute(64, 64, 40).result[0]
+    noise = nodes["RandomNoise"].execute(1).result[0]
+    out = nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, latent).result[0]
+    assert out["samples"].shape == (40, 4, 8, 8)
+    assert shapes == [(8, 4, 8, 8)], shapes
+    nodes["KSampler"]().sample(model, 1, 1, 1.0, "euler", "normal", cond, cond,
+                               nodes["VideoCrafterEmptyVideoLatent"].execute(64, 64, 12).result[0], 1.0)
+    assert shapes[-1] == (12, 4, 8, 8)
+
+
 def test_bad_node_inputs_give_clear_errors(host, setup, reference):
     nodes = host.NODE_CLASS_MAPPINGS
     all_in_one, sampler = nodes["FIFOSamplerAllInOne"], nodes["FIFOSampler"]
