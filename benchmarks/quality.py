@@ -11,6 +11,10 @@ loader inside a real ComfyUI, in-process), from the same prompts and seeds:
   (c) FIFO + Q-cache  (a) with FIFO+'s weighted Q-cache (weight 0.9, temporal attn1, all decoder levels:
                 the Weighted Q-Cache node's defaults) patched into the UNet;
 
+  (d) Video-Infinity  the whole video as 16-frame clips sampled together with Video-Infinity's dual-scope
+                attention and neighbour context (Apply Video-Infinity with the Context node's defaults, the
+                official config), ComfyUI's KSampler (euler, ddim_uniform, 25 steps);
+
 (FIFO+ latent seeding needs an image-to-video model with an image encoder; the bundled model is text-to-video,
 so it has no row here.)
 
@@ -268,13 +272,24 @@ class Generator:
                                              step_noise=lambda i, s, g=g: torch.randn(s, generator=g), rescale=True))
         return torch.cat(out)[:frames]
 
-    def ksampler(self, prompt: str, seed: int, steps: int = 25, cfg: float | None = None):
+    def video_infinity(self, prompt: str, frames: int, seed: int, steps: int = 25):
+        """All frames at once as 16-frame clips under Video-Infinity (Apply Video-Infinity), stock KSampler."""
+        nodes = self.nodes.NODE_CLASS_MAPPINGS
+        inputs = nodes["VideoInfinityContext"].INPUT_TYPES()["required"]
+        options = {name: entry[1].get("default") for name, entry in inputs.items()}
+        options["frames_per_clip"] = CLIP
+        context = nodes["VideoInfinityContext"].execute(**options).result[0]
+        model = nodes["ApplyVideoInfinity"].execute(self.model, context).result[0]
+        return self.ksampler(prompt, seed, steps=steps, frames=frames, model=model)
+
+    def ksampler(self, prompt: str, seed: int, steps: int = 25, cfg: float | None = None, frames: int = CLIP,
+                 model=None):
         """A 16-frame clip from ComfyUI's stock KSampler (euler, ddim_uniform), like the example workflow."""
         torch = self.torch
         positive = [[self.encode(prompt), {}]]
         negative = [[self.uncond, {}]]
-        latent = {"samples": torch.zeros((CLIP, 4, self.size // 8, self.size // 8))}
-        out = self.nodes.common_ksampler(self.model, seed, steps, self.cfg if cfg is None else cfg, "euler",
+        latent = {"samples": torch.zeros((frames, 4, self.size // 8, self.size // 8))}
+        out = self.nodes.common_ksampler(model or self.model, seed, steps, self.cfg if cfg is None else cfg, "euler",
                                          "ddim_uniform", positive, negative, latent)[0]["samples"]
         return self.model.model.process_latent_in(out)   # model space, like the other two
 
@@ -349,8 +364,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--quick", action="store_true", help="64 frames, 2 prompts, 2 KSampler seeds (a smoke run)")
-    p.add_argument("--methods", nargs="+", choices=["FIFO", "clips", "FIFO + Q-cache"],
-                   default=["FIFO", "clips", "FIFO + Q-cache"])
+    p.add_argument("--methods", nargs="+", choices=["FIFO", "clips", "FIFO + Q-cache", "Video-Infinity"],
+                   default=["FIFO", "clips", "FIFO + Q-cache", "Video-Infinity"])
     p.add_argument("--ksampler-only", action="store_true",
                    help="only the 16-frame KSampler detector rates (printed; nothing written)")
     args = p.parse_args(argv)
@@ -365,7 +380,8 @@ def main(argv=None):
     rows, sheet, timings = [], [], {}
     run = {"FIFO": lambda prompt: gen.fifo(prompt, args.frames, args.seed),
            "clips": lambda prompt: gen.clips(prompt, args.frames, args.seed),
-           "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9)}
+           "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9),
+           "Video-Infinity": lambda prompt: gen.video_infinity(prompt, args.frames, args.seed)}
     for prompt, colour in [] if args.ksampler_only else PROMPTS[:args.prompts]:
         for method in args.methods:
             t0 = time.time()
@@ -406,7 +422,8 @@ def main(argv=None):
           f"{' --quick' if args.quick else ''}. Model `{os.path.basename(args.model)}`; DDIM 64 levels (f 16 x n 4), "
           f"eta 1, CFG {args.cfg}, fps 8. FIFO: lookahead on, official queue initialisation. Clips: "
           f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
-          f"FIFO + Q-cache: weight 0.9, temporal attn1, all decoder levels. Latent seeding has no row: it needs an "
+          f"FIFO + Q-cache: weight 0.9, temporal attn1, all decoder levels. Video-Infinity: 16-frame clips, the "
+          f"official config, KSampler euler / ddim_uniform, 25 steps. Latent seeding has no row: it needs an "
           f"image-to-video model (image encoder + image cross-attention) and the bundled model is text-to-video.",
           "",
           "## Means over prompts", "", table(means, [("method", "method")]), "",

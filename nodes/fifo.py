@@ -112,10 +112,19 @@ class StateFile:
                              f"state_file or leave it empty") from error
 
     def writer(self):
-        """on_state callback: writes each state; a failed write is logged and the run goes on (the previous
-        state file stays intact)."""
+        """on_state callback: writes each state. The first write of a fresh run (resume off) keeps a state file
+        already there as `<name>.previous.safetensors` instead of overwriting it. A failed write is logged and
+        the run goes on (the previous state file stays intact)."""
+        keep_previous = [not self.resume]
+
         def write(state: FifoState) -> None:
             try:
+                if keep_previous[0] and os.path.exists(self.path):
+                    previous = self.path[:-len(".safetensors")] + ".previous.safetensors"
+                    os.replace(self.path, previous)
+                    log.warning("FIFO: a new run writes %s; the state that was there is kept as %s",
+                                self.path, previous)
+                keep_previous[0] = False
                 save_state(self.path, state)
             except OSError as error:
                 log.warning("FIFO: could not write the state file %s (%s); sampling continues", self.path, error)

@@ -85,3 +85,28 @@ def test_killed_server_run_resumes_to_the_uninterrupted_video(work):
     assert "resume: no FIFO state file at" in str(missing["status"]["messages"])
     with pytest.raises(FifoStateError):
         load_state(os.path.join(second.output_dir, "resume_test/none.safetensors"))
+
+
+def test_a_fresh_run_keeps_the_state_file_it_would_replace(host, tmp_path, monkeypatch):
+    """Queueing a new run with resume off must not destroy a long run's state: the old file is kept as
+    <name>.previous.safetensors; an unwritable folder is refused before sampling, naming state_file."""
+    import folder_paths
+    import torch
+    from fifo_infinity.nodes.fifo import make_state_file
+    from fifo_infinity.samplers.fifo_state import FifoState, save_state
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
+    state_file = make_state_file("../../runs/long", 16, False)
+    assert state_file.path == str(tmp_path / "runs" / "long.safetensors")     # '..' cannot leave the output folder
+    old = FifoState(iteration=9000, queue=torch.zeros(2, 4, 1, 1), frames=torch.ones(3, 4, 1, 1), noise_state=None)
+    save_state(state_file.path, old)
+    new = FifoState(iteration=1, queue=torch.zeros(2, 4, 1, 1), frames=torch.zeros(0, 4, 1, 1), noise_state=None)
+    write = state_file.writer()
+    write(new)
+    write(new)
+    assert load_state(str(tmp_path / "runs" / "long.previous.safetensors")).iteration == 9000
+    assert load_state(state_file.path).iteration == 1
+    with pytest.raises(ValueError, match="resume is on but state_file is empty"):
+        make_state_file("", 16, True)
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    with pytest.raises(ValueError, match="state_file: cannot write FIFO states"):
+        make_state_file("blocked/state", 16, False).check_writable()
