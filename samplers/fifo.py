@@ -288,8 +288,9 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
     on_frame: `on_frame(iteration, iterations, popped [1, C, h, w])` after each iteration's pop, before the
         shift (raise from it to stop, e.g. on user interruption).
     output_device: where the N output frames are kept (default: the queue's device).
-    resume: a FifoState (`samplers.fifo_state`) to continue from instead of building the queue; its frames are
-        the first frames of the output. If it already holds N frames or more, its first N are returned.
+    resume: a FifoState (`samplers.fifo_state`) to continue from instead of building the queue (`base_clip` is
+        then ignored); its frames are the first frames of the output. If it already holds N frames or more,
+        its first N are returned.
     on_state: called with a FifoState every `state_every` output frames (0: never on a count), after the last
         iteration, and, if the run stops with an exception (interruption, a crash in the model), with the state
         before the iteration that failed, before the exception propagates. A resumed run continues exactly.
@@ -318,30 +319,25 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
         schedule = DDIMSchedule.build(options.steps, options.eta)
     timesteps, indices = queue_levels(options, schedule)
     main_timesteps = schedule.timesteps.to(torch.int64).cpu()
-    output_device = output_device if output_device is not None else (
-        base_clip.device if base_clip is not None else resume.queue.device)
-    if resume is not None:
-        frame_shape = tuple(resume.queue.shape[1:])
+    if resume is not None:                 # continue: the state's queue, iteration, noise and seed
+        frame_shape, device = tuple(resume.queue.shape[1:]), resume.queue.device
         settings = fifo_settings(options, main_timesteps, frame_shape)
         check_compatible(resume, settings)
-        if base_clip is not None and tuple(base_clip.shape[1:]) != frame_shape:
-            raise FifoError(f"the FIFO state's latent frames are {frame_shape} but the base clip's are "
-                            f"{tuple(base_clip.shape[1:])}")
-        device = base_clip.device if base_clip is not None else resume.queue.device
+        if seeding is not None and resume.seed_latent is None:
+            raise FifoStateError("the FIFO state was written by a run without latent seeding; resume it without "
+                                 "seeding (or start a new run)")
+        output_device = output_device if output_device is not None else device
         if resume.frames_done >= num_frames:
             return resume.frames[:num_frames].to(device=output_device, dtype=torch.float32)
-        queue = resume.queue.to(device=device, dtype=torch.float32)
+        queue = resume.queue.to(torch.float32)
         if resume.noise_state is not None:
             noise.set_state(resume.noise_state)
         start = resume.iteration
         seed_latent = resume.seed_latent if seeding is not None else None
-        if seeding is not None and resume.seed_latent is None:
-            raise FifoStateError("the FIFO state was written by a run without latent seeding; resume it without "
-                                 "seeding (or start a new run)")
-    else:
-        frame_shape = tuple(base_clip.shape[1:])
+    else:                                  # a new run: the queue from the base clip
+        frame_shape, device = tuple(base_clip.shape[1:]), base_clip.device
         settings = fifo_settings(options, main_timesteps, frame_shape)
-        device = base_clip.device
+        output_device = output_device if output_device is not None else device
         queue = init_queue(base_clip, schedule, options, noise("queue_init", 0, (options.queue_length, *frame_shape)))
         start = 0
         seed_latent = queue[0:1].clone() if seeding is not None else None
