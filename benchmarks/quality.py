@@ -274,12 +274,12 @@ class Generator:
 
     def video_infinity(self, prompt: str, frames: int, seed: int, steps: int = 25):
         """All frames at once as 16-frame clips under Video-Infinity (Apply Video-Infinity), stock KSampler."""
-        nodes = self.nodes.NODE_CLASS_MAPPINGS
-        inputs = nodes["VideoInfinityContext"].INPUT_TYPES()["required"]
+        from fifo_infinity.nodes.infinity import ApplyVideoInfinity, VideoInfinityContext
+        inputs = VideoInfinityContext.INPUT_TYPES()["required"]
         options = {name: entry[1].get("default") for name, entry in inputs.items()}
         options["frames_per_clip"] = CLIP
-        context = nodes["VideoInfinityContext"].execute(**options).result[0]
-        model = nodes["ApplyVideoInfinity"].execute(self.model, context).result[0]
+        context = VideoInfinityContext.execute(**options).result[0]
+        model = ApplyVideoInfinity.execute(self.model, context).result[0]
         return self.ksampler(prompt, seed, steps=steps, frames=frames, model=model)
 
     def ksampler(self, prompt: str, seed: int, steps: int = 25, cfg: float | None = None, frames: int = CLIP,
