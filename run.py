@@ -182,4 +182,10 @@ def _execute(options, output_dir: str, temp_dir: str, rank: int, use_cuda: bool)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and the process group is destroyed. Skip the interpreter's teardown: under load a
+    # native worker thread still alive at exit can abort the process ("terminate called without an active
+    # exception", SIGABRT), which torchrun would report as a failure of a run that succeeded.
+    os._exit(code)
