@@ -10,7 +10,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..samplers.qcache import parse_levels
-from ..videocrafter.image_attention import TEXT_TOKENS
+from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_tokens
 from ..videocrafter.qcache_patch import ATTENTION_CHOICES, VARIANTS, apply_query_cache
 from .common import ImageEncoder, category
 from .fifo import LatentSeeding, LatentSeedingType
@@ -85,16 +85,11 @@ def append_image_tokens(conditioning, tokens: torch.Tensor, text_tokens: int = T
     """Each entry's context becomes its first `text_tokens` text tokens followed by `tokens` `[1, n, C]`."""
     out = []
     for context, options in conditioning:
-        if context.shape[-1] != tokens.shape[-1]:
-            raise ValueError(f"the text context is {context.shape[-1]} wide but the image tokens are "
-                             f"{tokens.shape[-1]}: the CLIP and the image encoder come from different models")
         if context.shape[1] > text_tokens:
             log.warning("Image to Video Conditioning: the context has %d tokens; VideoCrafter1 I2V reads the first %d "
                         "as text (a longer prompt is cut), the rest is replaced by the image tokens",
                         context.shape[1], text_tokens)
-            context = context[:, :text_tokens]
-        image = tokens.to(context.device, context.dtype).expand(context.shape[0], -1, -1)
-        out.append([torch.cat([context, image], dim=1), options.copy()])
+        out.append([context_with_image_tokens(context, tokens, text_tokens), options.copy()])
     return out
 
 

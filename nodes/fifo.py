@@ -39,7 +39,7 @@ from ..samplers.fifo import (QUEUE_INIT_MODES, FifoError, FifoOptions, Generator
                              queue_levels)
 from ..samplers.fifo_state import FifoState, FifoStateError, load_state, save_state
 from ..samplers.schedule import PromptSchedule, PromptScheduleError
-from ..videocrafter.image_attention import TEXT_TOKENS
+from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_tokens
 from .common import category
 from .fifo_progress import QueueProgress
 from .latent import size_error
@@ -426,21 +426,15 @@ class _SeedConds:
         self.cache = {}
         if self.negative is not None:
             grey = self.seeding.image_encoder.unconditional_tokens()
-            self.guider.conds["negative"] = _replace_context(self.negative, lambda c: _append_tokens(c, grey))
+            self.guider.conds["negative"] = _replace_context(self.negative, lambda c: context_with_image_tokens(c, grey))
 
     def positive(self, entries: list) -> list:
         if self.tokens is None:
             return entries
         key = id(entries)
         if key not in self.cache:
-            self.cache = {key: (entries, _replace_context(entries, lambda c: _append_tokens(c, self.tokens)))}
+            self.cache = {key: (entries, _replace_context(entries, lambda c: context_with_image_tokens(c, self.tokens)))}
         return self.cache[key][1]
-
-
-def _append_tokens(context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """`[B, 77, C]` text context followed by `tokens` `[1, 16, C]` (broadcast over B): `[B, 93, C]`."""
-    image = tokens.to(context.device, context.dtype).expand(context.shape[0], -1, -1)
-    return torch.cat([context[:, :TEXT_TOKENS], image], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------- nodes

@@ -66,6 +66,21 @@ class ImageCrossAttention(CrossAttention):
         return self.to_out(out)
 
 
+def context_with_image_tokens(context: torch.Tensor, tokens: torch.Tensor, text_tokens: int = TEXT_TOKENS) -> torch.Tensor:
+    """The VideoCrafter1 I2V context: the first `text_tokens` tokens of `context` `[B, L, C]` (a longer context
+    is cut, so image tokens already there are replaced) followed by `tokens` `[1, n, C]` broadcast over B:
+    `[B, min(L, text_tokens) + n, C]`, in the dtype and on the device of `context`.
+
+    Raises ValueError when the widths C differ (the text encoder and the image encoder come from different models).
+    Spec: `fifo_diffusion.md` 3.1 (a) step 4, `c_crossattn = cat(text [B, 77, C], image [B, 16, C])`.
+    """
+    if context.shape[-1] != tokens.shape[-1]:
+        raise ValueError(f"the text context is {context.shape[-1]} wide but the image tokens are "
+                         f"{tokens.shape[-1]}: the CLIP and the image encoder come from different models")
+    image = tokens.to(context.device, context.dtype).expand(context.shape[0], -1, -1)
+    return torch.cat([context[:, :text_tokens], image], dim=1)
+
+
 def add_image_cross_attention(spatial_transformer, context_dim: int, dtype=None, device=None, operations=None) -> None:
     """Give every block of a ComfyUI `SpatialTransformer` an `ImageCrossAttention` as attn2 (same keys + ip)."""
     for block in spatial_transformer.transformer_blocks:
