@@ -85,6 +85,20 @@ def test_resuming_continues_the_same_run(host, tmp_path):
     assert interrupted.history[:2] + resumed.history == whole.history
 
 
+def test_a_finished_run_continues_when_the_unet_steps_are_raised(host, tmp_path):
+    finished = train.Trainer(smoke_args(tmp_path))
+    finished.run()
+    assert finished.phase == "done" and finished.step == 2
+    again = train.Trainer(smoke_args(tmp_path))
+    assert again.resume() and again.phase == "done"      # same --unet-steps: nothing left to do
+    again.run()
+    assert again.history == []
+    longer = train.Trainer(smoke_args(tmp_path, unet_steps=4))
+    assert longer.resume() and longer.phase == "unet" and longer.step == 2
+    longer.run()
+    assert longer.phase == "done" and longer.step == 4 and len(longer.history) == 2
+
+
 def test_export_loads_through_the_pack_loader(host, tmp_path):
     """The exported file is a VideoCrafter2 checkpoint: the loader builds it, and its CLIP gives the training text features."""
     from fifo_infinity.videocrafter import convert

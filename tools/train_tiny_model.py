@@ -390,6 +390,8 @@ class Trainer:
         if not os.path.isfile(self.checkpoint_path()):
             return False
         self.load_state_dict(torch.load(self.checkpoint_path(), map_location="cpu", weights_only=False))
+        if self.phase == "done" and self.step < self.args.unet_steps:
+            self.phase = "unet"    # a finished run continues when --unet-steps is raised
         return True
 
     def flush_log(self):
