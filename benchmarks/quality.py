@@ -40,8 +40,6 @@ detector rates. Writes `benchmarks/results/quality.md` (tables), `quality.json` 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib.util
 import json
 import os
 import sys
@@ -52,6 +50,9 @@ import numpy as np
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(PACK_DIR, "benchmarks", "results")
 MODEL = os.path.join(PACK_DIR, "models", "fifo_infinity_tiny_vc2.safetensors")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fifo_common import DEFAULT_COMFYUI, load_host  # noqa: E402
 
 PALETTE = {"red": (225, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 235), "yellow": (235, 215, 40)}
 BACKGROUND = (40, 40, 48)
@@ -188,25 +189,6 @@ def measure(frames: np.ndarray, colour: str) -> dict:
 # ----------------------------------------------------------------------------------------------------
 # Generation through the pack inside ComfyUI
 # ----------------------------------------------------------------------------------------------------
-
-def load_host(comfyui: str):
-    """ComfyUI's `nodes` with the pack loaded (as ComfyUI loads custom nodes), CPU mode."""
-    if comfyui not in sys.path:
-        sys.path.insert(0, comfyui)
-    from comfy.cli_args import args
-    args.cpu = True
-    import utils.install_util  # noqa: F401  ComfyUI's `utils` package before nodes.py shadows it
-    import nodes
-    if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
-        asyncio.run(nodes.init_builtin_extra_nodes())
-    if "fifo_infinity" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fifo_infinity", os.path.join(PACK_DIR, "__init__.py"),
-                                                      submodule_search_locations=[PACK_DIR])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fifo_infinity"] = module
-        spec.loader.exec_module(module)
-    return nodes
-
 
 class Generator:
     """The bundled model loaded once; text conditioning, CFG UNet, FIFO, clips, KSampler and decoding."""
@@ -353,8 +335,7 @@ def contact_sheet(videos: list[tuple[str, np.ndarray]], path: str, columns: int 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--comfyui", default=os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH")
-                   or os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75"))
+    p.add_argument("--comfyui", default=DEFAULT_COMFYUI)
     p.add_argument("--model", default=MODEL)
     p.add_argument("--frames", type=int, default=256)
     p.add_argument("--seed", type=int, default=11)
