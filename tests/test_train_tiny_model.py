@@ -72,6 +72,13 @@ def test_same_seed_same_losses_other_seed_other_losses(host):
     assert train.smoke_losses(4, comfyui=comfy_root()) != first
 
 
+def test_high_noise_fraction_is_deterministic_and_changes_only_the_unet_steps(host):
+    default = train.smoke_losses(3, comfyui=comfy_root())
+    high = train.smoke_losses(3, comfyui=comfy_root(), extra=("--high-noise-fraction", "1"))
+    assert high == train.smoke_losses(3, comfyui=comfy_root(), extra=("--high-noise-fraction", "1"))
+    assert high[:2] == default[:2] and high[2:] != default[2:]      # same VAE steps, other UNet timesteps
+
+
 def test_resuming_continues_the_same_run(host, tmp_path):
     """Stopping after a checkpoint and starting again gives the losses of an uninterrupted run."""
     whole = train.Trainer(smoke_args(tmp_path / "a"))

@@ -522,6 +522,9 @@ class Trainer:
         context = self.embeddings[cap]                     # [b, 77, 64]
         # timesteps: one per clip, or (25%) a per-frame ramp spanning up to one FIFO window's spread
         t_clip = torch.randint(0, 1000, (b,), generator=g)
+        if self.args.high_noise_fraction > 0:           # more clips where the text decides the colour (t >= 600)
+            high = torch.rand(b, generator=g) < self.args.high_noise_fraction
+            t_clip = torch.where(high, torch.randint(600, 1000, (b,), generator=g), t_clip)
         ramp = torch.rand(b, generator=g) < self.args.ramp_fraction
         span = torch.randint(16, 320, (b,), generator=g)
         start = (torch.rand(b, generator=g) * (1000 - span)).long()
@@ -656,6 +659,8 @@ def parse_args(argv=None):
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--cfg-dropout", type=float, default=0.15)
     p.add_argument("--ramp-fraction", type=float, default=0.25)
+    p.add_argument("--high-noise-fraction", type=float, default=0.0,
+                   help="fraction of the one-timestep clips whose timestep is drawn from 600..999 instead of 0..999")
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--print-every", type=int, default=100)
@@ -668,7 +673,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def smoke_losses(seed: int, vae_steps: int = 2, unet_steps: int = 2, comfyui: str | None = None) -> list[float]:
+def smoke_losses(seed: int, vae_steps: int = 2, unet_steps: int = 2, comfyui: str | None = None,
+                 extra: tuple[str, ...] = ()) -> list[float]:
     """Run the three phases at toy sizes (in a temporary cache dir) and return every loss: the determinism test."""
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
@@ -677,7 +683,7 @@ def smoke_losses(seed: int, vae_steps: int = 2, unet_steps: int = 2, comfyui: st
                 "--pool-chunk", "2", "--unet-steps", str(unet_steps), "--unet-batch", "2"]
         if comfyui:
             argv += ["--comfyui", comfyui]
-        trainer = Trainer(parse_args(argv))
+        trainer = Trainer(parse_args(argv + list(extra)))
         trainer.run()
         return list(trainer.history)
 
