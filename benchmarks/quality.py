@@ -30,7 +30,7 @@ flat dark background, so a colour detector is exact enough):
   warp error     mean |frame_t - warp(frame_t+1 -> t)| with OpenCV DIS optical flow (0-255)
   cuts           scene cuts found by PySceneDetect's ContentDetector (a seamless video has none)
 
-It also samples 16-frame clips with ComfyUI's stock KSampler (euler, ddim_uniform) for the model card's
+It also samples 16-frame clips with ComfyUI's stock KSampler (euler or `--ksampler-sampler`, ddim_uniform) for the model card's
 detector rates. Writes `benchmarks/results/quality.md` (tables), `quality.json` and
 `quality_contact_sheet.png` (one row per method and prompt).
 
@@ -265,13 +265,13 @@ class Generator:
         return self.ksampler(prompt, seed, steps=steps, frames=frames, model=model)
 
     def ksampler(self, prompt: str, seed: int, steps: int = 25, cfg: float | None = None, frames: int = CLIP,
-                 model=None):
-        """A 16-frame clip from ComfyUI's stock KSampler (euler, ddim_uniform), like the example workflow."""
+                 model=None, sampler: str = "euler"):
+        """A 16-frame clip from ComfyUI's stock KSampler (`sampler`, ddim_uniform scheduler), in model space."""
         torch = self.torch
         positive = [[self.encode(prompt), {}]]
         negative = [[self.uncond, {}]]
         latent = {"samples": torch.zeros((frames, 4, self.size // 8, self.size // 8))}
-        out = self.nodes.common_ksampler(model or self.model, seed, steps, self.cfg if cfg is None else cfg, "euler",
+        out = self.nodes.common_ksampler(model or self.model, seed, steps, self.cfg if cfg is None else cfg, sampler,
                                          "ddim_uniform", positive, negative, latent)[0]["samples"]
         return self.model.model.process_latent_in(out)   # model space, like the other two
 
@@ -347,6 +347,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="64 frames, 2 prompts, 2 KSampler seeds (a smoke run)")
     p.add_argument("--methods", nargs="+", choices=["FIFO", "clips", "FIFO + Q-cache", "Video-Infinity"],
                    default=["FIFO", "clips", "FIFO + Q-cache", "Video-Infinity"])
+    p.add_argument("--ksampler-sampler", default="euler", help="the KSampler's sampler_name for the 16-frame clips")
     p.add_argument("--ksampler-only", action="store_true",
                    help="only the 16-frame KSampler detector rates (printed; nothing written)")
     args = p.parse_args(argv)
@@ -378,7 +379,7 @@ def main(argv=None):
     for prompt, colour in PROMPTS[:args.prompts] if args.quick else PROMPTS:
         per_seed = []
         for s in range(args.ksampler_seeds):
-            frames = gen.decode(gen.ksampler(prompt, seed=args.seed + s))
+            frames = gen.decode(gen.ksampler(prompt, seed=args.seed + s, sampler=args.ksampler_sampler))
             det = detect(frames, colour)
             per_seed.append((float(det["visible"].mean()), float(np.mean([d == colour for d in det["dominant"]]))))
             if s == 0:
@@ -409,7 +410,7 @@ def main(argv=None):
           "",
           "## Means over prompts", "", table(means, [("method", "method")]), "",
           "## Per prompt", "", table(rows, [("method", "method"), ("prompt", "prompt")]), "",
-          "## Stock KSampler, 16-frame clips (euler, ddim_uniform, 25 steps)", "",
+          f"## Stock KSampler, 16-frame clips ({args.ksampler_sampler}, ddim_uniform, 25 steps)", "",
           "| prompt | samples | object visible (frames) | colour matches the prompt (frames) |", "|---|---|---|---|"]
     md += [f"| {r['prompt']} | {r['samples']} | {r['visible']:.0%} | {r['colour_ok']:.0%} |" for r in ks_rows]
     md += ["", "![contact sheet](quality_contact_sheet.png)", "",
