@@ -30,8 +30,8 @@ flat dark background, so a colour detector is exact enough):
   warp error     mean |frame_t - warp(frame_t+1 -> t)| with OpenCV DIS optical flow (0-255)
   cuts           scene cuts found by PySceneDetect's ContentDetector (a seamless video has none)
 
-It also samples 16-frame clips with ComfyUI's stock KSampler (euler or `--ksampler-sampler`, ddim_uniform) for the model card's
-detector rates. Writes `benchmarks/results/quality.md` (tables), `quality.json` and
+It also samples 16-frame clips with ComfyUI's stock KSampler (euler or `--ksampler-sampler`, ddim_uniform)
+for the model card's detector rates. Writes `benchmarks/results/quality.md` (tables), `quality.json` and
 `quality_contact_sheet.png` (one row per method and prompt).
 
     python benchmarks/quality.py --comfyui <ComfyUI root> [--frames 256] [--quick]
