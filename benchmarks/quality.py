@@ -5,7 +5,9 @@ Generates, with the bundled `models/fifo_infinity_tiny_vc2.safetensors` (loaded 
 loader inside a real ComfyUI, in-process), from the same prompts and seeds:
 
   (a) FIFO      FIFO-Diffusion (`samplers.fifo.fifo_generate`: base clip, queue, diagonal denoising with
-                latent partitioning and lookahead), N frames;
+                latent partitioning and lookahead), N frames, the official steps;
+  (a2) FIFO, rescaled steps   the same with VideoCrafter2's scale_arr in the queue and every step
+                (`FifoOptions.rescale`, the FIFO nodes' `rescale_steps`);
   (b) clips     N/16 independent 16-frame clips (VideoCrafter2's own DDIM, the same grid, eta and CFG),
                 concatenated: what a user would otherwise do;
   (c) FIFO + Q-cache  (a) with FIFO+'s weighted Q-cache (weight 0.9, temporal attn1, all decoder levels:
@@ -61,6 +63,7 @@ SATURATION = 70        # max(rgb) - min(rgb) of an object pixel; the background 
 PROMPTS = [("a red ball bouncing", "red"), ("a blue square bouncing", "blue"),
            ("a yellow ball moving right", "yellow"), ("a green square bouncing", "green")]
 CLIP = 16
+METHODS = ("FIFO", "FIFO, rescaled steps", "clips", "FIFO + Q-cache", "Video-Infinity")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -228,14 +231,15 @@ class Generator:
             return e_u + cfg * (e_c - e_u)
         return eps
 
-    def fifo(self, prompt: str, frames: int, seed: int, qcache_weight: float | None = None):
+    def fifo(self, prompt: str, frames: int, seed: int, qcache_weight: float | None = None, rescale: bool = False):
         from fifo_infinity.samplers import fifo
         patches = None
         if qcache_weight is not None:
             from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
             patched, _ = apply_query_cache(self.model, qcache_weight, "attn1", "temporal", "all")
             patches = patched.model_options["transformer_options"]["patches"]
-        options = fifo.FifoOptions(video_length=CLIP, num_partitions=self.partitions, lookahead=True, eta=self.eta)
+        options = fifo.FifoOptions(video_length=CLIP, num_partitions=self.partitions, lookahead=True, eta=self.eta,
+                                   rescale=rescale)
         noise = fifo.GeneratorNoise(seed)
         return fifo.fifo_generate(self.eps_model(self.encode(prompt), patches), frames,
                                   (4, self.size // 8, self.size // 8), options, noise)
@@ -345,8 +349,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--quick", action="store_true", help="64 frames, 2 prompts, 2 KSampler seeds (a smoke run)")
-    p.add_argument("--methods", nargs="+", choices=["FIFO", "clips", "FIFO + Q-cache", "Video-Infinity"],
-                   default=["FIFO", "clips", "FIFO + Q-cache", "Video-Infinity"])
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     p.add_argument("--ksampler-sampler", default="euler", help="the KSampler's sampler_name for the 16-frame clips")
     p.add_argument("--ksampler-only", action="store_true",
                    help="only the 16-frame KSampler detector rates (printed; nothing written)")
@@ -361,6 +364,7 @@ def main(argv=None):
     gen = Generator(args.comfyui, args.model, cfg=args.cfg)
     rows, sheet, timings = [], [], {}
     run = {"FIFO": lambda prompt: gen.fifo(prompt, args.frames, args.seed),
+           "FIFO, rescaled steps": lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True),
            "clips": lambda prompt: gen.clips(prompt, args.frames, args.seed),
            "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9),
            "Video-Infinity": lambda prompt: gen.video_infinity(prompt, args.frames, args.seed)}
@@ -404,7 +408,8 @@ def main(argv=None):
           f"{' --quick' if args.quick else ''}. Model `{os.path.basename(args.model)}`; DDIM 64 levels (f 16 x n 4), "
           f"eta 1, CFG {args.cfg}, fps 8. FIFO: lookahead on, official queue initialisation. Clips: "
           f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
-          f"FIFO + Q-cache: weight 0.9, temporal attn1, all decoder levels. Video-Infinity: 16-frame clips, the "
+          f"FIFO, rescaled steps: the same with `rescale_steps` (VideoCrafter2's scale_arr in the queue and "
+          f"every step; the official FIFO omits it). FIFO + Q-cache: weight 0.9, temporal attn1, all decoder levels. Video-Infinity: 16-frame clips, the "
           f"official config, KSampler euler / ddim_uniform, 25 steps. Latent seeding has no row: it needs an "
           f"image-to-video model (image encoder + image cross-attention) and the bundled model is text-to-video.",
           "",

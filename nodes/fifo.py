@@ -477,15 +477,20 @@ def _state_inputs():
         io.Boolean.Input("resume", default=False, optional=True,
                          tooltip="Continue from state_file instead of starting from the seed: the result is exactly "
                                  "what an uninterrupted run would have made. Raise the frame count to extend a "
-                                 "finished run. f, n, lookahead, eta, queue_init and the size must match the run "
-                                 "that wrote it; prompts may change."),
+                                 "finished run. f, n, lookahead, eta, queue_init, rescale_steps and the size must "
+                                 "match the run that wrote it; prompts may change."),
+        io.Boolean.Input("rescale_steps", default=False, optional=True,
+                         tooltip="Apply VideoCrafter2's rescaled noise schedule (scale_arr) in the queue and every "
+                                 "FIFO step, as its own DDIM does for the base clip. Off = the official FIFO-Diffusion "
+                                 "(plain DDIM steps). On follows the model's training; on the bundled tiny model it "
+                                 "keeps the prompt's colour much longer (models/README.md)."),
     ]
 
 
-def _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init) -> FifoOptions:
+def _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init, rescale=False) -> FifoOptions:
     try:
         return FifoOptions(video_length=video_length, num_partitions=num_partitions, lookahead=lookahead, eta=eta,
-                           window_batch=window_batch, queue_init=queue_init)
+                           window_batch=window_batch, queue_init=queue_init, rescale=rescale)
     except FifoError as error:
         raise ValueError(str(error)) from error
 
@@ -548,8 +553,9 @@ class FIFOSamplerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
-                prompt_schedule=None, latent_seeding=None, state_file="", state_every=16, resume=False):
-        options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+                prompt_schedule=None, latent_seeding=None, state_file="", state_every=16, resume=False,
+                rescale_steps=False):
+        options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init, rescale_steps)
         return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule,
                                          node_id=getattr(cls.hidden, "unique_id", None),
                                          state=make_state_file(state_file, state_every, resume),
@@ -631,8 +637,8 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, frames, width, height, seed, cfg, video_length, num_partitions,
                 lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None,
-                latent_seeding=None, state_file="", state_every=16, resume=False):
-        options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+                latent_seeding=None, state_file="", state_every=16, resume=False, rescale_steps=False):
+        options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init, rescale_steps)
         if frames < 1:
             raise ValueError(f"frames N = {frames}: generate at least 1 frame")
         for name, value in (("width", width), ("height", height)):

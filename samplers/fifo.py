@@ -97,6 +97,10 @@ class FifoOptions:
     window_batch: windows per model call (0 = all of one iteration); only speed and memory change.
     queue_init: "official" (base frame 0 repeated for the first S - f + 1 slots) or "uniform" (FIFO+
         `unilatent`: each base frame repeated n times).
+    rescale: apply VideoCrafter2's `scale_arr` in the queue and every FIFO step, as its own DDIM does for the base
+        clip (slots noised as `sqrt(a) s_t z + sqrt(1 - a) eps`; `ddim_step(rescale=True)`). The official FIFO
+        omits it (spec 1.5 and pitfall 4: plain DDIM, so below t ~ 400 the signal stays at the 0.7 scale the
+        model was trained to see only at high noise). Off = the official numbers.
     """
     video_length: int = 16
     num_partitions: int = 4
@@ -104,6 +108,7 @@ class FifoOptions:
     eta: float = 1.0
     window_batch: int = 0
     queue_init: str = "official"
+    rescale: bool = False
 
     def __post_init__(self):
         f, n = self.video_length, self.num_partitions
@@ -220,7 +225,8 @@ def init_queue(base_clip: torch.Tensor, schedule: DDIMSchedule, options: FifoOpt
 
     Lookahead slot j < f/2: `sqrt(a_0) z[0] + sqrt(1 - a_0) init_noise[j]`; main slot i at position f/2 + i:
     `sqrt(a_i) z[src(i)] + sqrt(1 - a_i) init_noise[f/2 + i]`, a_i = abar(tau_i), src from `base_frame_of_slot`.
-    init_noise: `[L, C, h, w]` N(0, I). float32 throughout, as the official code.
+    init_noise: `[L, C, h, w]` N(0, I). float32 throughout, as the official code. With `options.rescale` each z is
+    first multiplied by `scale_arr[tau_i]` (VideoCrafter2's rescaled forward process).
     """
     check_base_clip(base_clip, options)
     length = options.queue_length
@@ -229,12 +235,14 @@ def init_queue(base_clip: torch.Tensor, schedule: DDIMSchedule, options: FifoOpt
     z = base_clip.to(torch.float32)
     init_noise = init_noise.to(device=z.device, dtype=torch.float32)
     slots = []
+    scales = schedule.scales if options.rescale else torch.ones_like(schedule.scales)
     for j in range(options.lookahead_slots):
-        a = schedule.alphas[0].to(z.device)
-        slots.append(a ** 0.5 * z[0] + (1 - a) ** 0.5 * init_noise[j])
+        a, s = schedule.alphas[0].to(z.device), scales[0].to(z.device)
+        slots.append(a ** 0.5 * s * z[0] + (1 - a) ** 0.5 * init_noise[j])
     for i in range(options.steps):
-        a = schedule.alphas[i].to(z.device)
-        slots.append(a ** 0.5 * z[base_frame_of_slot(i, options)] + (1 - a) ** 0.5 * init_noise[options.lookahead_slots + i])
+        a, s = schedule.alphas[i].to(z.device), scales[i].to(z.device)
+        slots.append(a ** 0.5 * s * z[base_frame_of_slot(i, options)]
+                     + (1 - a) ** 0.5 * init_noise[options.lookahead_slots + i])
     return torch.stack(slots)
 
 
@@ -261,7 +269,8 @@ def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSche
             keep = slice(g * f + (w.write_start - w.start), (g + 1) * f)
             written = slice(w.write_start, w.end)
             noise = None if step_noise is None else step_noise[written]
-            stepped, _ = ddim_step(x[keep], eps[keep], indices[written], schedule, noise=noise)
+            stepped, _ = ddim_step(x[keep], eps[keep], indices[written], schedule, noise=noise,
+                                   rescale=options.rescale)
             queue[written] = stepped
     return queue
 

@@ -53,18 +53,22 @@ class FifoState:
         return int(self.frames.shape[0])
 
 
+# settings added after state files were first written: what the older files were made with
+SETTINGS_BEFORE_THEY_EXISTED = {"rescale": False}
+
+
 def fifo_settings(options, timesteps: torch.Tensor, frame_shape: tuple[int, ...]) -> dict:
     """What a state depends on: `options` (FifoOptions, window_batch excluded: it does not change the numbers),
     the DDIM grid's timesteps `[S]` (0-999, ascending) and one latent frame's shape `(C, h, w)`."""
     return {"video_length": options.video_length, "num_partitions": options.num_partitions,
             "lookahead": bool(options.lookahead), "eta": float(options.eta), "queue_init": options.queue_init,
-            "timesteps": [int(t) for t in timesteps.tolist()], "frame_shape": [int(s) for s in frame_shape]}
+            "rescale": bool(options.rescale), "timesteps": [int(t) for t in timesteps.tolist()], "frame_shape": [int(s) for s in frame_shape]}
 
 
 def check_compatible(state: FifoState, settings: dict, source: str = "the FIFO state") -> None:
     """Raise FifoStateError naming the first setting that differs between `state` and the run's `settings`."""
     for key, expected in settings.items():
-        found = state.settings.get(key)
+        found = state.settings.get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
         if found != expected:
             if key == "timesteps":
                 raise FifoStateError(f"{source} was made with a DDIM grid of {len(found or [])} timesteps "

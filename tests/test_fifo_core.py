@@ -256,7 +256,8 @@ class WindowMixer:
 
 def naive_iteration(queue, model, sched, options):
     """Independent replay of one iteration from the fixture README's protocol: every window reads a snapshot,
-    each written slot takes its own DDIM step (eta 0)."""
+    each written slot takes its own DDIM step (eta 0; with `options.rescale`, VideoCrafter2's rescaled step:
+    x0 / scale_arr[tau_j], then times scale_arr[tau_{j-1}])."""
     snapshot = queue.clone()
     timesteps, indices = fifo.queue_levels(options, sched)
     f = options.video_length
@@ -271,13 +272,15 @@ def naive_iteration(queue, model, sched, options):
             j = int(indices[p])
             a, ap = sched.alphas[j], sched.alphas_prev[j]
             x0 = (snapshot[p] - (1 - a).sqrt() * eps[k]) / a.sqrt()
+            if options.rescale:
+                x0 = x0 / ddim.rescale_table()[sched.timesteps[j]] * ddim.rescale_table()[sched.timesteps[max(j - 1, 0)]]
             out[p] = ap.sqrt() * x0 + (1 - ap).sqrt() * eps[k]
     return out
 
 
-@pytest.mark.parametrize("lookahead", [True, False])
-def test_iteration_reads_the_pre_iteration_queue(lookahead):
-    options = fifo.FifoOptions(video_length=4, num_partitions=3, lookahead=lookahead, eta=0.0)
+@pytest.mark.parametrize("lookahead, rescale", [(True, False), (False, False), (True, True)])
+def test_iteration_reads_the_pre_iteration_queue(lookahead, rescale):
+    options = fifo.FifoOptions(video_length=4, num_partitions=3, lookahead=lookahead, eta=0.0, rescale=rescale)
     sched = ddim.DDIMSchedule.build(options.steps, 0.0)
     queue = torch.randn(options.queue_length, 4, 2, 3, generator=torch.Generator().manual_seed(0))
     model = WindowMixer(options.video_length)
@@ -321,6 +324,26 @@ def test_popped_frame_is_the_head_and_output_keeps_the_last_n():
     timesteps, _ = fifo.queue_levels(options, sched)
     assert torch.equal(model.calls[0][1], torch.cat([timesteps[w.start:w.end] for w in options.windows()]))
     assert int(model.calls[0][1][options.video_length - 1]) == 999      # tail window first; its last slot is the tail
+
+
+def test_rescale_option_noises_the_queue_and_steps_as_videocrafter2s_training():
+    """rescale: slot i holds sqrt(a_i) scale_arr[tau_i] z (+ noise); the steps differ from the official ones only
+    where scale_arr changes (tau < 400)."""
+    options = fifo.FifoOptions(video_length=4, num_partitions=3, eta=0.0, rescale=True)
+    sched = ddim.DDIMSchedule.build(options.steps, 0.0)
+    base = torch.full((4, 2, 2, 2), 2.0)
+    queue = fifo.init_queue(base, sched, options, torch.zeros(options.queue_length, 2, 2, 2))
+    scale_arr = ddim.rescale_table()
+    expected = [2.0 * float(sched.alphas[i].sqrt() * scale_arr[sched.timesteps[i]]) for i in range(options.steps)]
+    assert torch.allclose(queue[options.lookahead_slots:, 0, 0, 0], torch.tensor(expected))
+    official = fifo.FifoOptions(video_length=4, num_partitions=3, eta=0.0)
+    queue = torch.randn(options.queue_length, 4, 2, 3, generator=torch.Generator().manual_seed(0))
+    timesteps, indices = fifo.queue_levels(options, sched)
+    model = WindowMixer(options.video_length)
+    plain = fifo.denoise_windows(queue.clone(), model, sched, timesteps, indices, official)
+    rescaled = fifo.denoise_windows(queue.clone(), model, sched, timesteps, indices, options)
+    changed = (rescaled - plain).flatten(1).abs().amax(1) > 1e-6
+    assert changed.any() and torch.equal(changed, (sched.scales_prev[indices] != sched.scales[indices]))
 
 
 def test_uniform_queue_init_repeats_each_base_frame_n_times():

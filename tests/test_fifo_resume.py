@@ -5,6 +5,7 @@ a child process, SIGKILLs it part-way and resumes from what it left on disk. The
 ComfyUI server and the bundled model is in tests/test_server_resume.py.
 """
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -118,6 +119,7 @@ def test_a_state_with_enough_frames_returns_them_without_sampling(full_run):
     (dict(eta=0.0), "eta = 1.0 but this run has eta = 0.0"),
     (dict(lookahead=False), "lookahead = True but this run has lookahead = False"),
     (dict(queue_init="uniform"), "queue_init = 'official' but this run has queue_init = 'uniform'"),
+    (dict(rescale=True), "rescale = False but this run has rescale = True"),
 ])
 def test_a_state_from_other_settings_is_refused(change, words):
     states = []
@@ -125,6 +127,16 @@ def test_a_state_from_other_settings_is_refused(change, words):
     options = fifo.FifoOptions(**{**dict(video_length=4, num_partitions=2, lookahead=True, eta=1.0), **change})
     with pytest.raises(FifoStateError, match=words):
         fifo.fifo_generate(child.ToyEps(4), 12, child.FRAME_SHAPE, options, fifo.GeneratorNoise(0), resume=states[0])
+
+
+def test_a_state_written_before_the_rescale_setting_existed_resumes_as_official(full_run):
+    states = []
+    child.run(20, on_state=states.append)
+    del states[-1].settings["rescale"]
+    assert torch.equal(child.run(40, resume=states[-1]), full_run)
+    with pytest.raises(FifoStateError, match="rescale = False but this run has rescale = True"):
+        fifo.fifo_generate(child.ToyEps(4), 40, child.FRAME_SHAPE, dataclasses.replace(child.OPTIONS, rescale=True),
+                           fifo.GeneratorNoise(child.SEED), resume=states[-1])
 
 
 def test_a_state_of_another_frame_size_is_refused():
