@@ -98,18 +98,25 @@ def test_fifo_sigmas_are_the_official_grid(host, setup):
 
 # ---------------------------------------------------------------- ComfyUI paths reproduce the core
 
-def test_sampler_custom_advanced_matches_the_core(host, setup):
+@pytest.mark.parametrize("rescale", [False, True])
+def test_sampler_custom_advanced_matches_the_core(host, setup, rescale):
     """eta 0, base clip sampled by the sampler (VideoCrafter2's rescaled DDIM through the guider), f=8, n=2.
-    The MODEL keeps its rescaled model sampling: the FIFO step is plain DDIM all the same."""
+    The MODEL keeps its rescaled model sampling: the FIFO step is plain DDIM all the same, unless
+    rescale_steps asks for VideoCrafter2's rescaled steps."""
     frames, seed = 2, 42
-    inputs = sampler_inputs()
+    inputs = sampler_inputs(rescale_steps=rescale)
     out, denoised = run_custom_advanced(host, setup, inputs, frames, seed)
     samples = out["samples"]
     assert samples.shape == (frames, *setup["frame_shape"])
     assert torch.equal(denoised["samples"], samples)
-    options = fifo.FifoOptions(8, 2, True, 0.0)
+    options = fifo.FifoOptions(8, 2, True, 0.0, rescale=rescale)
     expected = fifo.fifo_generate(core_model(setup, 8), frames, setup["frame_shape"], options, fifo.GeneratorNoise(seed))
-    compare("SamplerCustomAdvanced eta0 vs core", setup["model"].model.process_latent_in(samples), expected)
+    compare(f"SamplerCustomAdvanced eta0 rescale {rescale} vs core", setup["model"].model.process_latent_in(samples),
+            expected)
+    if rescale:
+        official = fifo.fifo_generate(core_model(setup, 8), frames, setup["frame_shape"], fifo.FifoOptions(8, 2, True, 0.0),
+                                      fifo.GeneratorNoise(seed))
+        assert (official - expected).abs().max() > 100 * RELATIVE_TOLERANCE * expected.abs().max()
 
 
 def test_all_in_one_with_a_base_clip_matches_the_core(host, setup, reference, monkeypatch):
