@@ -409,7 +409,8 @@ def main(argv=None):
           f"eta 1, CFG {args.cfg}, fps 8. FIFO: lookahead on, official queue initialisation. Clips: "
           f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
           f"FIFO, rescaled steps: the same with `rescale_steps` (VideoCrafter2's scale_arr in the queue and "
-          f"every step; the official FIFO omits it). FIFO + Q-cache: weight 0.9, temporal attn1, all decoder levels. Video-Infinity: 16-frame clips, the "
+          f"every step; the official FIFO omits it). FIFO + Q-cache: weight 0.9, temporal attn1, all decoder "
+          f"levels. Video-Infinity: 16-frame clips, the "
           f"official config, KSampler euler / ddim_uniform, 25 steps. Latent seeding has no row: it needs an "
           f"image-to-video model (image encoder + image cross-attention) and the bundled model is text-to-video.",
           "",

@@ -484,7 +484,7 @@ def _state_inputs():
                          tooltip="Apply VideoCrafter2's rescaled noise schedule (scale_arr) in the queue and every "
                                  "FIFO step, as its own DDIM does for the base clip. Off = the official FIFO-Diffusion "
                                  "(plain DDIM steps). On follows the model's training; on the bundled tiny model it "
-                                 "keeps the prompt's colour much longer (models/README.md)."),
+                                 "keeps the prompt's colour longer (benchmarks/results/quality.md)."),
     ]
 
 

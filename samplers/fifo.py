@@ -99,7 +99,7 @@ class FifoOptions:
         `unilatent`: each base frame repeated n times).
     rescale: apply VideoCrafter2's `scale_arr` in the queue and every FIFO step, as its own DDIM does for the base
         clip (slots noised as `sqrt(a) s_t z + sqrt(1 - a) eps`; `ddim_step(rescale=True)`). The official FIFO
-        omits it (spec 1.5 and pitfall 4: plain DDIM, so below t ~ 400 the signal stays at the 0.7 scale the
+        omits it (spec 1.5 and section 5, pitfall 4: plain DDIM, so below t ~ 400 the signal stays at the 0.7 scale the
         model was trained to see only at high noise). Off = the official numbers.
     """
     video_length: int = 16

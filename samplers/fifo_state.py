@@ -62,7 +62,8 @@ def fifo_settings(options, timesteps: torch.Tensor, frame_shape: tuple[int, ...]
     the DDIM grid's timesteps `[S]` (0-999, ascending) and one latent frame's shape `(C, h, w)`."""
     return {"video_length": options.video_length, "num_partitions": options.num_partitions,
             "lookahead": bool(options.lookahead), "eta": float(options.eta), "queue_init": options.queue_init,
-            "rescale": bool(options.rescale), "timesteps": [int(t) for t in timesteps.tolist()], "frame_shape": [int(s) for s in frame_shape]}
+            "rescale": bool(options.rescale), "timesteps": [int(t) for t in timesteps.tolist()],
+            "frame_shape": [int(s) for s in frame_shape]}
 
 
 def check_compatible(state: FifoState, settings: dict, source: str = "the FIFO state") -> None:
