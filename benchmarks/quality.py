@@ -6,8 +6,9 @@ loader inside a real ComfyUI, in-process), from the same prompts and seeds:
 
   (a) FIFO      FIFO-Diffusion (`samplers.fifo.fifo_generate`: base clip, queue, diagonal denoising with
                 latent partitioning and lookahead), N frames, the official steps;
-  (a2) FIFO, rescaled steps   the same with VideoCrafter2's scale_arr in the queue and every step
-                (`FifoOptions.rescale`, the FIFO nodes' `rescale_steps`);
+  (a2) FIFO, rescaled steps
+                the same with VideoCrafter2's scale_arr in the queue and every step (`FifoOptions.rescale`,
+                the FIFO nodes' `rescale_steps`);
   (b) clips     N/16 independent 16-frame clips (VideoCrafter2's own DDIM, the same grid, eta and CFG),
                 concatenated: what a user would otherwise do;
   (c) FIFO + Q-cache  (a) with FIFO+'s weighted Q-cache (weight 0.9, temporal attn1, all decoder levels:
@@ -410,8 +411,8 @@ def main(argv=None):
           f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
           f"FIFO, rescaled steps: the same with `rescale_steps` (VideoCrafter2's scale_arr in the queue and "
           f"every step; the official FIFO omits it). FIFO + Q-cache: weight 0.9, temporal attn1, all decoder "
-          f"levels. Video-Infinity: 16-frame clips, the "
-          f"official config, KSampler euler / ddim_uniform, 25 steps. Latent seeding has no row: it needs an "
+          f"levels. Video-Infinity: 16-frame clips, the official config, KSampler euler / ddim_uniform, 25 "
+          f"steps. Latent seeding has no row: it needs an "
           f"image-to-video model (image encoder + image cross-attention) and the bundled model is text-to-video.",
           "",
           "## Means over prompts", "", table(means, [("method", "method")]), "",

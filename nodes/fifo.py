@@ -11,8 +11,8 @@ denoised output, `eps = (X - denoised) / sigma` (EPS parameterisation; CFG is li
 `e_u + cfg (e_c - e_u)`). The DDIM step itself is done by the core with VideoCrafter2's alphas: plain DDIM for
 the FIFO step (the official FIFO; `rescale_steps` applies VideoCrafter2's scale_arr there too) and VideoCrafter2's
 rescaled DDIM for the base clip, whether or not the MODEL's sampling has the rescale switched on (DESIGN
-decision 4). The all-in-one node also switches it off on its model clone, so CFG
-functions see plain-DDIM denoised values.
+decision 4). The all-in-one node also switches it off on its model clone, so CFG functions see plain-DDIM
+denoised values.
 """
 
 from __future__ import annotations

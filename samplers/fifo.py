@@ -234,16 +234,16 @@ def init_queue(base_clip: torch.Tensor, schedule: DDIMSchedule, options: FifoOpt
         raise FifoError(f"init_noise has shape {tuple(init_noise.shape)}; expected {(length, *base_clip.shape[1:])}")
     z = base_clip.to(torch.float32)
     init_noise = init_noise.to(device=z.device, dtype=torch.float32)
-    slots = []
     scales = schedule.scales if options.rescale else torch.ones_like(schedule.scales)
-    for j in range(options.lookahead_slots):
-        a, s = schedule.alphas[0].to(z.device), scales[0].to(z.device)
-        slots.append(a ** 0.5 * s * z[0] + (1 - a) ** 0.5 * init_noise[j])
-    for i in range(options.steps):
-        a, s = schedule.alphas[i].to(z.device), scales[i].to(z.device)
-        slots.append(a ** 0.5 * s * z[base_frame_of_slot(i, options)]
-                     + (1 - a) ** 0.5 * init_noise[options.lookahead_slots + i])
-    return torch.stack(slots)
+
+    def noised(level: int, frame: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        a, s = schedule.alphas[level].to(z.device), scales[level].to(z.device)
+        return a ** 0.5 * s * frame + (1 - a) ** 0.5 * noise
+
+    lookahead = [noised(0, z[0], init_noise[j]) for j in range(options.lookahead_slots)]
+    main = [noised(i, z[base_frame_of_slot(i, options)], init_noise[options.lookahead_slots + i])
+            for i in range(options.steps)]
+    return torch.stack(lookahead + main)
 
 
 def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSchedule, timesteps: torch.Tensor,
