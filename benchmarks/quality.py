@@ -9,6 +9,10 @@ loader inside a real ComfyUI, in-process), from the same prompts and seeds:
   (a2) FIFO, rescaled steps
                 the same with VideoCrafter2's scale_arr in the queue and every step (`FifoOptions.rescale`,
                 the FIFO nodes' `rescale_steps`);
+  (a3) FIFO, rescaled steps, n 8
+                (a2) with 8 partitions instead of 4 (128 DDIM levels): each window spans 125 timesteps instead of
+                250, closer to the one-timestep clips of training (FIFO-Diffusion paper, latent partitioning);
+                what the bundled demo workflow runs;
   (b) clips     N/16 independent 16-frame clips (VideoCrafter2's own DDIM, the same grid, eta and CFG),
                 concatenated: what a user would otherwise do;
   (c) FIFO + Q-cache  (a) with FIFO+'s weighted Q-cache (weight 0.9, temporal attn1, all decoder levels:
@@ -64,7 +68,7 @@ SATURATION = 70        # max(rgb) - min(rgb) of an object pixel; the background 
 PROMPTS = [("a red ball bouncing", "red"), ("a blue square bouncing", "blue"),
            ("a yellow ball moving right", "yellow"), ("a green square bouncing", "green")]
 CLIP = 16
-METHODS = ("FIFO", "FIFO, rescaled steps", "clips", "FIFO + Q-cache", "Video-Infinity")
+METHODS = ("FIFO", "FIFO, rescaled steps", "FIFO, rescaled steps, n 8", "clips", "FIFO + Q-cache", "Video-Infinity")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -232,14 +236,15 @@ class Generator:
             return e_u + cfg * (e_c - e_u)
         return eps
 
-    def fifo(self, prompt: str, frames: int, seed: int, qcache_weight: float | None = None, rescale: bool = False):
+    def fifo(self, prompt: str, frames: int, seed: int, qcache_weight: float | None = None, rescale: bool = False,
+             partitions: int | None = None):
         from fifo_infinity.samplers import fifo
         patches = None
         if qcache_weight is not None:
             from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
             patched, _ = apply_query_cache(self.model, qcache_weight, "attn1", "temporal", "all")
             patches = patched.model_options["transformer_options"]["patches"]
-        options = fifo.FifoOptions(video_length=CLIP, num_partitions=self.partitions, lookahead=True, eta=self.eta,
+        options = fifo.FifoOptions(video_length=CLIP, num_partitions=partitions or self.partitions, lookahead=True, eta=self.eta,
                                    rescale=rescale)
         noise = fifo.GeneratorNoise(seed)
         return fifo.fifo_generate(self.eps_model(self.encode(prompt), patches), frames,
@@ -366,6 +371,8 @@ def main(argv=None):
     rows, sheet, timings = [], [], {}
     run = {"FIFO": lambda prompt: gen.fifo(prompt, args.frames, args.seed),
            "FIFO, rescaled steps": lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True),
+           "FIFO, rescaled steps, n 8": lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True,
+                                                                partitions=8),
            "clips": lambda prompt: gen.clips(prompt, args.frames, args.seed),
            "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9),
            "Video-Infinity": lambda prompt: gen.video_infinity(prompt, args.frames, args.seed)}
@@ -410,7 +417,8 @@ def main(argv=None):
           f"eta 1, CFG {args.cfg}, fps 8. FIFO: lookahead on, official queue initialisation. Clips: "
           f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
           f"FIFO, rescaled steps: the same with `rescale_steps` (VideoCrafter2's scale_arr in the queue and "
-          f"every step; the official FIFO omits it). FIFO + Q-cache: weight 0.9, temporal attn1, all decoder "
+          f"every step; the official FIFO omits it); n 8: with 8 partitions (128 DDIM levels, windows spanning 125 "
+          f"timesteps instead of 250), as the bundled demo workflow. FIFO + Q-cache: weight 0.9, temporal attn1, all decoder "
           f"levels. Video-Infinity: 16-frame clips, the official config, KSampler euler / ddim_uniform, 25 "
           f"steps. Latent seeding has no row: it needs an "
           f"image-to-video model (image encoder + image cross-attention) and the bundled model is text-to-video.",
