@@ -244,8 +244,8 @@ class Generator:
             from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
             patched, _ = apply_query_cache(self.model, qcache_weight, "attn1", "temporal", "all")
             patches = patched.model_options["transformer_options"]["patches"]
-        options = fifo.FifoOptions(video_length=CLIP, num_partitions=partitions or self.partitions, lookahead=True, eta=self.eta,
-                                   rescale=rescale)
+        options = fifo.FifoOptions(video_length=CLIP, num_partitions=partitions or self.partitions, lookahead=True,
+                                   eta=self.eta, rescale=rescale)
         noise = fifo.GeneratorNoise(seed)
         return fifo.fifo_generate(self.eps_model(self.encode(prompt), patches), frames,
                                   (4, self.size // 8, self.size // 8), options, noise)

@@ -90,7 +90,7 @@ def test_demo_workflow_through_the_real_server(tmp_path, monkeypatch):
     small = frames.reshape(len(frames), 64, 4, 64, 4, 3).mean((2, 4)).round().astype(np.uint8)
     found = quality.detect(small)
     # 0.5: the toy model's FIFO videos lose the object for stretches (91 % of 256 frames visible on average with
-    # rescale_steps, as the demo runs, 79 % for its worst prompt; 73 % and 45 % with the official steps:
+    # rescale_steps and n 4, 79 % for its worst prompt; 73 % and 45 % with the official steps:
     # benchmarks/results/quality.md)
     assert found["visible"].mean() >= 0.5, f"object visible in {found['visible'].mean():.0%} of the frames"
     background = np.median(small.reshape(-1, 3), axis=0)
