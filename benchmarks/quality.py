@@ -31,6 +31,8 @@ flat dark background, so a colour detector is exact enough):
   visible        fraction of frames where an object is found (>= MIN_AREA saturated pixels)
   colour ok      fraction of frames whose dominant object colour is the prompted one
   colour drift   RGB distance between the mean object colour of the first and of the last 16 frames
+  extra objects  fraction of frames with two or more separate objects (every prompt names one object, so a
+                second one is the sampler's: a split or a newcomer; it moves the centroid below in one jump)
   max jump       the largest frame-to-frame move of the objects' centroid (all saturated pixels, pixels)
   jump@16        mean centroid move across 16-frame boundaries / mean move elsewhere (1 = seamless)
   flicker        VBench temporal flickering: mean over frames of (255 - MAE(frame_t, frame_t+1)) / 255
@@ -180,6 +182,17 @@ def object_centroids(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def object_counts(frames: np.ndarray) -> np.ndarray:
+    """int [T]: separate objects per frame (8-connected regions of saturated pixels of at least MIN_AREA)."""
+    from scipy import ndimage
+    counts = np.zeros(len(frames), dtype=np.int64)
+    for i, mask in enumerate(object_mask(frames)):
+        labels, regions = ndimage.label(mask, structure=np.ones((3, 3)))
+        if regions:
+            counts[i] = int((np.bincount(labels.ravel())[1:] >= MIN_AREA).sum())
+    return counts
+
+
 def measure(frames: np.ndarray, colour: str) -> dict:
     """All metrics of one video. The trajectory follows every saturated pixel (any colour), so continuity is
     measured even when the generated object does not have the prompted colour; `colour_ok` checks the colour."""
@@ -188,6 +201,7 @@ def measure(frames: np.ndarray, colour: str) -> dict:
     return {"visible": float(det["visible"].mean()),
             "colour_ok": float(np.mean([d == colour for d in det["dominant"]])),
             "colour_drift": colour_drift(det["mean_rgb"]),
+            "extra_objects": float((object_counts(frames) >= 2).mean()),
             "max_jump": jumps["max_jump"], "jump_boundary": jumps["boundary_mean"],
             "jump_inside": jumps["inside_mean"], "jump_ratio": jumps["boundary_ratio"],
             "flicker": temporal_flickering(frames), "warp_error": warp_error(frames),
@@ -297,7 +311,8 @@ class Generator:
 # ----------------------------------------------------------------------------------------------------
 
 COLUMNS = [("visible", "visible", "{:.0%}"), ("colour_ok", "colour ok", "{:.0%}"),
-           ("colour_drift", "colour drift (RGB)", "{:.1f}"), ("max_jump", "max jump (px)", "{:.1f}"),
+           ("colour_drift", "colour drift (RGB)", "{:.1f}"), ("extra_objects", "extra object", "{:.0%}"),
+           ("max_jump", "max jump (px)", "{:.1f}"),
            ("jump_boundary", "mean jump at 16-frame boundaries (px)", "{:.2f}"),
            ("jump_inside", "mean jump elsewhere (px)", "{:.2f}"), ("jump_ratio", "boundary / elsewhere", "{:.2f}"),
            ("flicker", "VBench flickering (higher = steadier)", "{:.4f}"), ("warp_error", "DIS warp error", "{:.2f}"),
