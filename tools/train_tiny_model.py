@@ -29,10 +29,13 @@ with a seeded torch generator, with time reversal as augmentation (the caption's
 
     python tools/train_tiny_model.py                  # train (or resume) and export at the end
     python tools/train_tiny_model.py --export-only    # export the latest checkpoint now
-    python tools/train_tiny_model.py --smoke --steps 3  # a few deterministic steps (the tests)
+    python tools/train_tiny_model.py --smoke --cache-dir /tmp/smoke --steps 3   # a few steps, never exported
 
-Export: `models/fifo_infinity_tiny_vc2.safetensors`, fp16 weights (float32 schedule buffers), keys
-exactly as VideoCrafter2's `model.ckpt` state dict; the UNet weights are the EMA weights.
+Export: fp16 weights (float32 schedule buffers), keys exactly as VideoCrafter2's `model.ckpt` state dict;
+the UNet weights are the EMA weights. A finished run goes to `models/fifo_infinity_tiny_vc2.safetensors` (the
+bundled model), an unfinished one to `unfinished.safetensors` in the cache dir, unless `--out` says where.
+The loss log (every `--log-every`th step) goes to `loss.csv` in the cache dir unless `--loss-log` says where
+(the shipped run's log is `models/fifo_infinity_tiny_vc2_loss.csv`).
 """
 
 from __future__ import annotations
@@ -50,8 +53,7 @@ import numpy as np
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_COMFYUI = os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75")
 DEFAULT_CACHE = os.path.expanduser("~/.cache/fifo-infinity/train/tiny_vc2")
-DEFAULT_OUT = os.path.join(PACK_DIR, "models", "fifo_infinity_tiny_vc2.safetensors")
-DEFAULT_LOSS_LOG = os.path.join(PACK_DIR, "models", "fifo_infinity_tiny_vc2_loss.csv")
+BUNDLED_MODEL = os.path.join(PACK_DIR, "models", "fifo_infinity_tiny_vc2.safetensors")
 
 # ----------------------------------------------------------------------------------------------------
 # The synthetic world
@@ -101,8 +103,10 @@ def _simulate(rng: np.random.Generator, frames: int):
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
     v0 = (vx, vy)
     centres, bounced = [], False
-    for _ in range(frames):
+    for i in range(frames):
         centres.append((x, y))
+        if i == frames - 1:
+            break                        # a bounce after the last frame is not in the clip: no "bouncing" caption
         x, y = x + vx, y + vy
         if x < radius or x > SIZE - radius:
             vx, bounced = -vx, True
@@ -172,7 +176,6 @@ UNET = {"in_channels": 4, "out_channels": 4, "model_channels": 32, "attention_re
         "num_res_blocks": 1, "channel_mult": [1, 2], "num_head_channels": 16, "transformer_depth": 1,
         "context_dim": 64, "use_linear": True, "temporal_conv": True, "temporal_attention": True,
         "addition_attention": True, "fps_cond": True}
-SMOKE_UNET = dict(UNET)   # the same network: the smallest ComfyUI GroupNorm(32) allows
 LATENT_SCALE = 0.18215
 
 
@@ -284,24 +287,29 @@ def build_unet(pkg: str, seed: int, config: dict):
 # Schedule (VideoCrafter2)
 # ----------------------------------------------------------------------------------------------------
 
-def schedule_buffers() -> dict:
-    """The float32 schedule buffers of VideoCrafter2's `DDPM.register_schedule` (v_posterior 0), plus scale_arr."""
+def schedule_buffers(pkg: str) -> dict:
+    """The float32 schedule buffers of VideoCrafter2's `DDPM.register_schedule` (v_posterior 0), plus scale_arr.
+
+    `pkg`: the pack's package name from `setup_comfy`; the betas and scale_arr are the pack's own
+    (`videocrafter.model_base`, the model sampling inference uses). Each buffer `[1000]` (scale_arr `[1400]`).
+    """
+    import importlib
     import torch
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    base = importlib.import_module(f"{pkg}.videocrafter.model_base")
+    betas = torch.linspace(base.LINEAR_START ** 0.5, base.LINEAR_END ** 0.5, base.TRAIN_TIMESTEPS,
+                           dtype=torch.float64) ** 2
     alphas = 1.0 - betas
     ac = torch.cumprod(alphas, 0)
     ac_prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
     posterior_variance = betas * (1.0 - ac_prev) / (1.0 - ac)
-    head = torch.linspace(1.0, 0.7, 400, dtype=torch.float64)
-    scale_arr = torch.cat([head, torch.full((1000,), 0.7, dtype=torch.float64)])
     out = {"betas": betas, "alphas_cumprod": ac, "alphas_cumprod_prev": ac_prev,
            "sqrt_alphas_cumprod": ac.sqrt(), "sqrt_one_minus_alphas_cumprod": (1 - ac).sqrt(),
            "log_one_minus_alphas_cumprod": (1 - ac).log(), "sqrt_recip_alphas_cumprod": (1 / ac).sqrt(),
            "sqrt_recipm1_alphas_cumprod": (1 / ac - 1).sqrt(), "posterior_variance": posterior_variance,
            "posterior_log_variance_clipped": torch.log(torch.clamp(posterior_variance, min=1e-20)),
            "posterior_mean_coef1": betas * ac_prev.sqrt() / (1.0 - ac),
-           "posterior_mean_coef2": (1.0 - ac_prev) * alphas.sqrt() / (1.0 - ac), "scale_arr": scale_arr}
-    return {k: v.float() for k, v in out.items()}
+           "posterior_mean_coef2": (1.0 - ac_prev) * alphas.sqrt() / (1.0 - ac)}
+    return {**{k: v.float() for k, v in out.items()}, "scale_arr": base.rescale_table()}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -322,7 +330,7 @@ class Trainer:
         self.text_sd = random_text_tower(args.seed + 1)
         self.embeddings = text_embeddings(self.pkg, self.text_sd, self.captions)
         self.vae = build_vae(args.seed + 2)
-        self.unet = build_unet(self.pkg, args.seed + 3, SMOKE_UNET if args.smoke else UNET)
+        self.unet = build_unet(self.pkg, args.seed + 3, UNET)
         self.ema = {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=args.vae_lr, weight_decay=0.0, betas=(0.9, 0.99))
         self.unet_opt = torch.optim.AdamW(self.unet.parameters(), lr=args.unet_lr, weight_decay=0.01, betas=(0.9, 0.99))
@@ -335,7 +343,7 @@ class Trainer:
         self.torch_gen = torch.Generator().manual_seed(args.seed + 4)  # noise, timesteps, dropout, pool sampling
         self.pool_done = 0
         self.latent_gain = 1.0
-        sched = schedule_buffers()
+        sched = schedule_buffers(self.pkg)
         self.alphas_cumprod = sched["alphas_cumprod"]
         self.scale_arr = sched["scale_arr"]
         self.losses: list[dict] = []     # rows not yet written to the loss log
@@ -351,13 +359,27 @@ class Trainer:
                 "pool_rng": self.pool_rng.bit_generator.state, "vae_calibrations": self.vae_calibrations,
                 "torch_gen": self.torch_gen.get_state(),
                 "torch_rng": torch.get_rng_state(),   # dropout draws from the global generator
-                "seed": self.args.seed, "smoke": self.args.smoke}
+                "seed": self.args.seed, "smoke": self.args.smoke, "settings": self.fixed_settings()}
+
+    FIXED = ("vae_crop_steps", "vae_batch", "vae_full_batch", "vae_crop", "kl_weight", "calibration_clips",
+             "pool_clips", "pool_chunk", "unet_batch", "cfg_dropout", "ema_decay")
+
+    def fixed_settings(self) -> dict:
+        """The settings a run cannot change on resume (they shape its data or its model); --unet-steps, the
+        learning rates and the timestep fractions may change (the shipped run changed them on the way)."""
+        return {name: getattr(self.args, name) for name in self.FIXED}
 
     def load_state_dict(self, state):
         import torch
         if state["seed"] != self.args.seed or state["smoke"] != self.args.smoke:
             raise SystemExit(f"checkpoint in {self.args.cache_dir} is from seed {state['seed']} smoke {state['smoke']}; "
                              f"use another --cache-dir")
+        ours = self.fixed_settings()
+        changed = [f"--{k.replace('_', '-')} {ours[k]} (the checkpoint has {v})"
+                   for k, v in state.get("settings", {}).items() if k in ours and ours[k] != v]
+        if changed:
+            raise SystemExit(f"checkpoint in {self.args.cache_dir} was made with other settings: {', '.join(changed)}; "
+                             f"resume with the checkpoint's values or use another --cache-dir")
         self.phase, self.step, self.pool_done = state["phase"], state["step"], state["pool_done"]
         self.latent_gain = state["latent_gain"]
         self.vae.load_state_dict(state["vae"])
@@ -559,7 +581,8 @@ class Trainer:
 
     # ---- driver ----
     def run(self, max_steps: int | None = None, max_seconds: float | None = None):
-        """Advance through the phases; stops after `max_steps` optimiser steps of this process or the time limit."""
+        """Advance through the phases; stops after `max_steps` steps of this process (VAE and UNet optimiser
+        steps, and pool chunks of `--pool-chunk` clips) or after `max_seconds`; always saves a checkpoint."""
         self.started = time.time()
         last_save = time.time()
         done = 0
@@ -609,6 +632,13 @@ class Trainer:
             print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     # ---- export ----
+    def export_path(self) -> str:
+        """`--out`, else the bundled model's path for a finished run and the cache dir for an unfinished one
+        (a short or interrupted run never replaces the bundled model by accident)."""
+        if self.args.out:
+            return self.args.out
+        return BUNDLED_MODEL if self.phase == "done" else os.path.join(self.args.cache_dir, "unfinished.safetensors")
+
     def export(self, path: str):
         """The VideoCrafter2-layout safetensors: fp16 weights (EMA UNet), float32 schedule buffers."""
         import torch
@@ -621,11 +651,11 @@ class Trainer:
         for k, v in self.text_sd.items():
             sd["cond_stage_model.model." + k] = v
         sd = {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
-        sd.update({k: v.contiguous() for k, v in schedule_buffers().items()})
+        sd.update({k: v.contiguous() for k, v in schedule_buffers(self.pkg).items()})
         meta = {"format": "VideoCrafter2 (model.ckpt state_dict layout)", "license": "GPL-3.0",
                 "trained_by": "tools/train_tiny_model.py", "seed": str(self.args.seed), "phase": self.phase,
-                "unet_steps": str(self.step if self.phase == "unet" else (self.args.unet_steps if self.phase == "done" else 0)),
-                "unet_config": json.dumps(SMOKE_UNET if self.args.smoke else UNET), "vae_ddconfig": json.dumps(VAE_DDCONFIG),
+                "unet_steps": str(self.step if self.phase in ("unet", "done") else 0),
+                "unet_config": json.dumps(UNET), "vae_ddconfig": json.dumps(VAE_DDCONFIG),
                 "text": json.dumps(TEXT), "fps": str(FPS), "frames": str(FRAMES), "resolution": f"{SIZE}x{SIZE}"}
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = path + ".tmp"
@@ -635,42 +665,89 @@ class Trainer:
         return os.path.getsize(path)
 
 
+def count(minimum: int):
+    """argparse type: an integer >= minimum (the error names the value and the bound; argparse adds the flag)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
+def positive(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--comfyui", default=os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH") or DEFAULT_COMFYUI)
-    p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="checkpoints and the encoded clip pool")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--loss-log", default=DEFAULT_LOSS_LOG)
+    p.add_argument("--comfyui", default=os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH") or DEFAULT_COMFYUI,
+                   help="the ComfyUI root (the folder with main.py and comfy/)")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="checkpoints, the encoded clip pool, the loss log")
+    p.add_argument("--out", default=None, help="where to export (default: the bundled model for a finished run, "
+                                               "<cache-dir>/unfinished.safetensors otherwise)")
+    p.add_argument("--loss-log", default=None, help="CSV loss log (default <cache-dir>/loss.csv; '' for none)")
     p.add_argument("--seed", type=int, default=20250)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--vae-steps", type=int, default=5000, help="VAE steps in all (crop stage + whole-frame stage)")
-    p.add_argument("--vae-crop-steps", type=int, default=2500, help="VAE steps on random crops before whole frames")
-    p.add_argument("--vae-full-batch", type=int, default=4)
-    p.add_argument("--vae-batch", type=int, default=8)
-    p.add_argument("--vae-crop", type=int, default=32)
-    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=count(1), default=1, help="torch threads (the same seed gives the same run "
+                                                              "for the same thread count)")
+    p.add_argument("--vae-steps", type=count(0), default=5000, help="VAE steps in all (crop stage + whole-frame stage)")
+    p.add_argument("--vae-crop-steps", type=count(0), default=2500, help="VAE steps on random crops before whole frames")
+    p.add_argument("--vae-full-batch", type=count(1), default=4)
+    p.add_argument("--vae-batch", type=count(1), default=8)
+    p.add_argument("--vae-crop", type=count(8), default=32, help="crop size in pixels, a multiple of 8 up to 64")
+    p.add_argument("--vae-lr", type=positive, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
-    p.add_argument("--calibration-clips", type=int, default=16, help="clips measuring the latent scale")
-    p.add_argument("--pool-clips", type=int, default=2000)
-    p.add_argument("--pool-chunk", type=int, default=100)
-    p.add_argument("--unet-steps", type=int, default=6000)
-    p.add_argument("--unet-batch", type=int, default=2)
-    p.add_argument("--unet-lr", type=float, default=5e-4)
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--cfg-dropout", type=float, default=0.15)
-    p.add_argument("--ramp-fraction", type=float, default=0.25)
-    p.add_argument("--high-noise-fraction", type=float, default=0.0,
+    p.add_argument("--calibration-clips", type=count(1), default=16, help="clips measuring the latent scale")
+    p.add_argument("--pool-clips", type=count(1), default=2000)
+    p.add_argument("--pool-chunk", type=count(1), default=100)
+    p.add_argument("--unet-steps", type=count(0), default=6000)
+    p.add_argument("--unet-batch", type=count(1), default=2)
+    p.add_argument("--unet-lr", type=positive, default=5e-4)
+    p.add_argument("--ema-decay", type=fraction, default=0.999)
+    p.add_argument("--cfg-dropout", type=fraction, default=0.15)
+    p.add_argument("--ramp-fraction", type=fraction, default=0.25)
+    p.add_argument("--high-noise-fraction", type=fraction, default=0.0,
                    help="fraction of the one-timestep clips whose timestep is drawn from 600..999 instead of 0..999")
-    p.add_argument("--checkpoint-minutes", type=float, default=4.0)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--print-every", type=int, default=100)
-    p.add_argument("--max-seconds", type=float, default=None, help="stop (after a checkpoint) after this long")
+    p.add_argument("--checkpoint-minutes", type=positive, default=4.0)
+    p.add_argument("--log-every", type=count(1), default=10)
+    p.add_argument("--print-every", type=count(1), default=100)
+    p.add_argument("--max-seconds", type=positive, default=None, help="stop (after a checkpoint) after this long")
     p.add_argument("--export-only", action="store_true", help="export the latest checkpoint and exit")
     p.add_argument("--no-export", action="store_true")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, no checkpoints, no export (tests)")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps to run in this process")
+    p.add_argument("--smoke", action="store_true", help="a test run: never exported (checkpoints still go to "
+                                                        "--cache-dir, marked so that a real run refuses them)")
+    p.add_argument("--steps", type=count(0), default=None,
+                   help="steps to run in this process (VAE and UNet optimiser steps, pool chunks)")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.vae_crop % 8 or args.vae_crop > SIZE:
+        p.error(f"argument --vae-crop: expected a multiple of 8 up to {SIZE} pixels, got {args.vae_crop}")
+    if not os.path.isdir(os.path.join(args.comfyui, "comfy")):
+        p.error(f"argument --comfyui: {args.comfyui!r} is not a ComfyUI root (it has no comfy/ folder)")
+    if args.loss_log is None:
+        args.loss_log = os.path.join(args.cache_dir, "loss.csv")
+    return args
 
 
 def smoke_losses(seed: int, vae_steps: int = 2, unet_steps: int = 2, comfyui: str | None = None,
@@ -692,14 +769,17 @@ def main(argv=None):
     args = parse_args(argv)
     trainer = Trainer(args)
     resumed = trainer.resume()
+    if args.export_only and not resumed:
+        raise SystemExit(f"--export-only: no checkpoint in {args.cache_dir} (--cache-dir) to export")
     trainer.report(f"{'resumed' if resumed else 'new run'}: phase {trainer.phase}, step {trainer.step}, "
                    f"UNet {sum(p.numel() for p in trainer.unet.parameters()) / 1e6:.2f} M params, "
                    f"VAE {sum(p.numel() for p in trainer.vae.parameters()) / 1e6:.2f} M params")
     if not args.export_only:
         trainer.run(max_steps=args.steps, max_seconds=args.max_seconds)
     if not args.smoke and not args.no_export:
-        size = trainer.export(args.out)
-        trainer.report(f"exported {args.out} ({size / 1e6:.1f} MB) from phase {trainer.phase} step {trainer.step}")
+        out = trainer.export_path()
+        size = trainer.export(out)
+        trainer.report(f"exported {out} ({size / 1e6:.1f} MB) from phase {trainer.phase} step {trainer.step}")
 
 
 if __name__ == "__main__":
