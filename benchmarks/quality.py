@@ -31,8 +31,10 @@ flat dark background, so a colour detector is exact enough):
   visible        fraction of frames where an object is found (>= MIN_AREA saturated pixels)
   colour ok      fraction of frames whose dominant object colour is the prompted one
   colour drift   RGB distance between the mean object colour of the first and of the last 16 frames
-  jumps          frame-to-frame centroid moves longer than JUMP px (the world's fastest motion is 3.2 px per
-                frame): an object that vanishes and reappears elsewhere, or a cut between clips
+  jumps          moves of the centroid between two consecutive frames with an object in both, longer than JUMP
+                px (the world's fastest motion is 3.2 px per frame): an object replaced by one elsewhere from
+                one frame to the next, or a cut between clips (moves to or from a frame without an object are
+                not measured)
   max jump       the largest frame-to-frame move of the objects' centroid (all saturated pixels, pixels)
   jump@16        mean centroid move across 16-frame boundaries / mean move elsewhere (1 = seamless)
   flicker        VBench temporal flickering: mean over frames of (255 - MAE(frame_t, frame_t+1)) / 255
@@ -43,7 +45,7 @@ It also samples 16-frame clips with ComfyUI's stock KSampler (euler or `--ksampl
 for the model card's detector rates. Writes `benchmarks/results/quality.md` (tables), `quality.json` and
 `quality_contact_sheet.png` (one row per method and prompt).
 
-    python benchmarks/quality.py --comfyui <ComfyUI root> [--frames 256] [--quick]
+    python benchmarks/quality.py --comfyui <ComfyUI root> [--frames 256] [--cfg 1] [--quick]
 """
 
 from __future__ import annotations
@@ -102,7 +104,6 @@ def detect(frames: np.ndarray, colour: str | None = None) -> dict:
     t = frames.shape[0]
     visible = mask.reshape(t, -1).sum(1) >= MIN_AREA
     dominant, mean_rgb, centroids = [], np.full((t, 3), np.nan), np.full((t, 2), np.nan)
-    ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]
     for i in range(t):
         if not visible[i]:
             dominant.append(None)
@@ -110,10 +111,16 @@ def detect(frames: np.ndarray, colour: str | None = None) -> dict:
         counts = np.bincount(labels[i][mask[i]], minlength=len(names))
         dominant.append(names[int(counts.argmax())])
         mean_rgb[i] = frames[i][mask[i]].mean(0)
-        target = mask[i] & (labels[i] == (names.index(colour) if colour else int(counts.argmax())))
-        if target.sum() >= MIN_AREA:
-            centroids[i] = (xs[target].mean() + 0.5, ys[target].mean() + 0.5)   # pixel centres
+        centroids[i] = centroid(mask[i] & (labels[i] == (names.index(colour) if colour else int(counts.argmax()))))
     return {"visible": visible, "dominant": dominant, "mean_rgb": mean_rgb, "centroids": centroids}
+
+
+def centroid(mask: np.ndarray) -> tuple[float, float]:
+    """(x, y) in pixels of a bool [H, W] mask's pixel centres (pixel i covers [i, i + 1)); NaN below MIN_AREA."""
+    if mask.sum() < MIN_AREA:
+        return (np.nan, np.nan)
+    ys, xs = np.nonzero(mask)
+    return (xs.mean() + 0.5, ys.mean() + 0.5)
 
 
 def trajectory_jumps(centroids: np.ndarray, clip: int = CLIP) -> dict:
@@ -176,13 +183,7 @@ def scene_cuts(frames: np.ndarray) -> list[int]:
 
 def object_centroids(frames: np.ndarray) -> np.ndarray:
     """[T, 2] centroid (x, y) of all saturated pixels, whatever their colour (NaN where nothing is visible)."""
-    mask = object_mask(frames)
-    ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]
-    out = np.full((len(frames), 2), np.nan)
-    for i in range(len(frames)):
-        if mask[i].sum() >= MIN_AREA:
-            out[i] = (xs[mask[i]].mean() + 0.5, ys[mask[i]].mean() + 0.5)
-    return out
+    return np.asarray([centroid(mask) for mask in object_mask(frames)], dtype=np.float64).reshape(len(frames), 2)
 
 
 def measure(frames: np.ndarray, colour: str) -> dict:
@@ -281,7 +282,8 @@ class Generator:
 
     def ksampler(self, prompt: str, seed: int, steps: int = 25, cfg: float | None = None, frames: int = CLIP,
                  model=None, sampler: str = "euler"):
-        """A 16-frame clip from ComfyUI's stock KSampler (`sampler`, ddim_uniform scheduler), in model space."""
+        """`[frames, 4, 8, 8]` from ComfyUI's stock KSampler (`sampler`, ddim_uniform scheduler), in model space:
+        a 16-frame clip by default; Video-Infinity passes the whole video and its patched `model`."""
         torch = self.torch
         positive = [[self.encode(prompt), {}]]
         negative = [[self.uncond, {}]]
@@ -349,16 +351,48 @@ def contact_sheet(videos: list[tuple[str, np.ndarray]], path: str, columns: int 
     sheet.save(path)
 
 
+def at_least(minimum: int, maximum: int | None = None):
+    """argparse type: an integer in [minimum, maximum] (the error names the value and the range)."""
+    def parse(text: str) -> int:
+        wanted = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+    return parse
+
+
+def command_line(argv=None) -> str:
+    """The command that reproduces this run (its arguments as given, --comfyui and --results left out)."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    kept, skip = [], False
+    for item in given:
+        if skip:
+            skip = False
+            continue
+        if item in ("--comfyui", "--results"):
+            skip = True
+            continue
+        if item.startswith(("--comfyui=", "--results=")):
+            continue
+        kept.append(item if item.startswith("-") or " " not in item else repr(item))
+    return " ".join(["python benchmarks/quality.py", *kept])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--comfyui", default=DEFAULT_COMFYUI)
     p.add_argument("--model", default=MODEL)
-    p.add_argument("--frames", type=int, default=256)
+    p.add_argument("--frames", type=at_least(2 * CLIP), default=256, help="frames per video (at least two clips)")
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--prompts", type=int, default=len(PROMPTS), help="how many of the fixed prompts to run")
-    p.add_argument("--cfg", type=float, default=7.5)
-    p.add_argument("--ksampler-seeds", type=int, default=8, help="16-frame KSampler samples per prompt")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--prompts", type=at_least(1, len(PROMPTS)), default=len(PROMPTS),
+                   help="how many of the fixed prompts to run (for every method and the KSampler rates)")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance (the bundled model's: 1)")
+    p.add_argument("--ksampler-seeds", type=at_least(1), default=8, help="16-frame KSampler samples per prompt")
+    p.add_argument("--threads", type=at_least(1), default=None)
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--quick", action="store_true", help="64 frames, 2 prompts, 2 KSampler seeds (a smoke run)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
@@ -394,7 +428,7 @@ def main(argv=None):
             print(f"[quality] {method} {prompt!r}: " + ", ".join(f"{k} {fmt(row[k], p)}" for k, _, p in COLUMNS)
                   + f" ({timings[f'{method} {prompt}']:.0f} s)", flush=True)
     ks_rows = []
-    for prompt, colour in PROMPTS[:args.prompts] if args.quick else PROMPTS:
+    for prompt, colour in PROMPTS[:args.prompts]:
         per_seed = []
         for s in range(args.ksampler_seeds):
             frames = gen.decode(gen.ksampler(prompt, seed=args.seed + s, sampler=args.ksampler_sampler))
@@ -409,8 +443,9 @@ def main(argv=None):
     if args.ksampler_only:
         return ks_rows
     means = [mean_rows(rows, method) for method in args.methods]
-    result = {"frames": args.frames, "seed": args.seed, "cfg": args.cfg, "ddim_steps": 64, "eta": 1.0,
-              "partitions": 4, "rows": rows, "means": means, "ksampler": ks_rows, "timings_s": timings,
+    partitions = {m: 8 if m.endswith("n 8") else 4 for m in args.methods if m.startswith("FIFO")}
+    result = {"command": command_line(argv), "frames": args.frames, "seed": args.seed, "cfg": args.cfg, "eta": 1.0,
+              "fifo_partitions": partitions, "fifo_ddim_steps": {m: CLIP * n for m, n in partitions.items()}, "rows": rows, "means": means, "ksampler": ks_rows, "timings_s": timings,
               "model": os.path.basename(args.model), "wall_seconds": time.time() - started}
     with open(os.path.join(args.results, "quality.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -418,8 +453,7 @@ def main(argv=None):
     contact_sheet(sheet, sheet_path)
     md = [f"# Long-video quality: bundled tiny model, {args.frames} frames",
           "",
-          f"Command: `python benchmarks/quality.py --frames {args.frames} --seed {args.seed} --cfg {args.cfg}`"
-          f"{' --quick' if args.quick else ''}. Model `{os.path.basename(args.model)}`; DDIM 64 levels (f 16 x n 4), "
+          f"Command: `{result['command']}`. Model `{os.path.basename(args.model)}`; DDIM 64 levels (f 16 x n 4), "
           f"eta 1, CFG {args.cfg}, fps 8. FIFO: lookahead on, official queue initialisation. Clips: "
           f"{-(-args.frames // CLIP)} independent 16-frame clips (seeds {args.seed}..), VideoCrafter2's own DDIM. "
           f"FIFO, rescaled steps: the same with `rescale_steps` (VideoCrafter2's scale_arr in the queue and "

@@ -4,6 +4,7 @@ import importlib.util
 import os
 
 import numpy as np
+import pytest
 
 from conftest import PACK_DIR
 
@@ -90,3 +91,17 @@ def test_flicker_warp_error_and_cuts():
     assert quality.scene_cuts(video) == []
     other = 255 - video                                   # a different scene: bright background
     assert quality.scene_cuts(np.concatenate([video, other])) == [32]
+
+
+def test_command_line_reproduces_the_run_without_local_paths():
+    argv = ["--frames", "64", "--comfyui", "/somewhere/ComfyUI", "--results=/tmp/r", "--prompts", "2", "--quick"]
+    assert quality.command_line(argv) == "python benchmarks/quality.py --frames 64 --prompts 2 --quick"
+
+
+def test_bad_arguments_name_the_value(capsys):
+    for argv, expected in ((["--ksampler-seeds", "0"], "argument --ksampler-seeds: expected an integer >= 1, got 0"),
+                           (["--prompts", "5"], "argument --prompts: expected an integer >= 1 and <= 4, got 5"),
+                           (["--frames", "20"], "argument --frames: expected an integer >= 32, got 20")):
+        with pytest.raises(SystemExit):
+            quality.main(argv)
+        assert expected in capsys.readouterr().err
