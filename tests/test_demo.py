@@ -95,3 +95,17 @@ def test_demo_workflow_through_the_real_server(tmp_path, monkeypatch):
     assert found["visible"].mean() >= 0.5, f"object visible in {found['visible'].mean():.0%} of the frames"
     background = np.median(small.reshape(-1, 3), axis=0)
     assert np.abs(background - np.asarray(quality.BACKGROUND)).max() <= 12, background
+
+
+def test_a_failed_demo_keeps_the_server_log(tmp_path):
+    python = os.environ.get("FIFO_PYTHON") or sys.executable
+    with pytest.raises(RuntimeError, match="ComfyUI refused the demo workflow.*frames"):   # 0 frames: invalid
+        demo.run_demo(comfy_root(), python, str(tmp_path / "output"), frames=0, timeout=300, log=lambda *a: None)
+    with open(tmp_path / "output" / "demo_server.log") as f:
+        assert "Starting server" in f.read()
+
+
+def test_frames_argument_is_checked(capsys):
+    with pytest.raises(SystemExit):
+        demo.main(["--comfyui", comfy_root(), "--frames", "0"])
+    assert "argument --frames: expected a whole number of frames >= 1, got 0" in capsys.readouterr().err

@@ -84,28 +84,41 @@ def saved_files(server, entry: dict) -> list[str]:
 def run_demo(comfyui: str, python: str | None, output_dir: str, frames: int | None = None, prompt: str | None = None,
              seed: int | None = None, prefix: str = "fifo_tiny_demo/video", timeout: float = 3600.0,
              log=print) -> dict:
-    """Start the server, run the demo workflow, stop the server. Returns {"files", "stages", "entry"}."""
+    """Start the server, run the demo workflow, stop the server. Returns {"files", "stages", "entry"}.
+
+    Raises SystemExit when the bundled model is missing, RuntimeError when the host does not load this pack,
+    does not offer the model, or the workflow fails; on any failure the server log is kept as
+    `<output_dir>/demo_server.log`.
+    """
     harness = load_harness()
     model = os.path.join(PACK_DIR, "models", MODEL_NAME)
     if not os.path.isfile(model):
         raise SystemExit(f"the bundled model {model} is missing (git lfs? a partial clone?)")
     stages = {}
     work = tempfile.mkdtemp(prefix="fifo_demo_")
+    server = None
     try:
         started = time.time()
         server = harness.ComfyServer(comfyui, work, {"videocrafter": os.path.join(PACK_DIR, "models")}, python=python)
         server.output_dir = os.path.abspath(output_dir)
         server.start()
         stages["start ComfyUI"] = time.time() - started
-        log(f"[demo] ComfyUI answered on {server.url} after {stages['start ComfyUI']:.1f} s (log: {server.log_path})")
+        log(f"[demo] ComfyUI answered on {server.url} after {stages['start ComfyUI']:.1f} s")
         try:
-            choices = server.get("/object_info/VideoCrafterCheckpointLoader")["VideoCrafterCheckpointLoader"]["input"]["required"]["ckpt_name"]
+            info = server.get("/object_info/VideoCrafterCheckpointLoader")
+            if "VideoCrafterCheckpointLoader" not in info:
+                raise RuntimeError(f"the ComfyUI at {comfyui} did not load this pack (no VideoCrafter2 Checkpoint "
+                                   f"Loader node): is it in that ComfyUI's custom_nodes folder?\n{server.tail()}")
+            choices = info["VideoCrafterCheckpointLoader"]["input"]["required"]["ckpt_name"]
             names = choices[0] if isinstance(choices[0], list) else choices[1].get("options", [])
             if MODEL_NAME not in names:
                 raise RuntimeError(f"the loader does not offer {MODEL_NAME} (it offers {names})")
             workflow = configure(load_workflow(), frames=frames, prompt=prompt, seed=seed, prefix=prefix)
             started = time.time()
-            prompt_id = server.queue(workflow)
+            try:
+                prompt_id = server.queue(workflow)
+            except AssertionError as refused:     # the harness's way of saying HTTP 400: invalid inputs
+                raise RuntimeError(f"ComfyUI refused the demo workflow: {refused}") from None
             entry = server.wait(prompt_id, timeout=timeout)
             stages["generate and save"] = time.time() - started
             if entry["status"].get("status_str") != "success":
@@ -114,9 +127,27 @@ def run_demo(comfyui: str, python: str | None, output_dir: str, frames: int | No
             files = saved_files(server, entry)
         finally:
             server.stop()
+    except BaseException:
+        if server is not None and os.path.isfile(server.log_path):
+            kept = os.path.join(os.path.abspath(output_dir), "demo_server.log")
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            shutil.copyfile(server.log_path, kept)
+            log(f"[demo] the run failed; the server log is kept in {kept}")
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"files": files, "stages": stages, "entry": entry}
+
+
+def frame_count(text: str) -> int:
+    """argparse type for --frames: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames >= 1, got {value}")
+    return value
 
 
 def main(argv=None):
@@ -125,7 +156,7 @@ def main(argv=None):
                    help="ComfyUI root with this pack in custom_nodes (tools/setup_env.sh prints it)")
     p.add_argument("--python", default=os.environ.get("FIFO_PYTHON") or sys.executable)
     p.add_argument("--output-dir", default=os.path.join(PACK_DIR, "output"))
-    p.add_argument("--frames", type=int, default=None, help="output frames (the workflow's 256 by default)")
+    p.add_argument("--frames", type=frame_count, default=None, help="output frames (the workflow's 256 by default)")
     p.add_argument("--prompt", default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--timeout", type=float, default=3600.0)
