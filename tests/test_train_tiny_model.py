@@ -136,7 +136,8 @@ def sys_argv(args):
     ("--print-every", "0", "expected an integer >= 1, got 0"),
     ("--vae-crop", "20", "expected a multiple of 8 up to 64 pixels, got 20"),
     ("--vae-crop", "72", "expected a multiple of 8 up to 64 pixels, got 72"),
-    ("--ramp-fraction", "1.5", "expected a number between 0 and 1, got 1.5"),
+    ("--ramp-fraction", "1.5", "expected a number >= 0 and <= 1, got 1.5"),
+    ("--unet-lr", "0", "expected a number > 0, got 0.0"),
     ("--comfyui", "/nonexistent", "'/nonexistent' is not a ComfyUI root"),
 ])
 def test_bad_arguments_are_refused_by_name(capsys, flag, value, expected):

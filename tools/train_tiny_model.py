@@ -665,39 +665,21 @@ class Trainer:
         return os.path.getsize(path)
 
 
-def count(minimum: int):
-    """argparse type: an integer >= minimum (the error names the value and the bound; argparse adds the flag)."""
-    def parse(text: str) -> int:
+def number(kind, minimum, maximum=None, above: bool = False):
+    """argparse type: a `kind` (int or float) >= minimum (> minimum when `above`), <= maximum if given; the error
+    names the value and the range (argparse adds the flag)."""
+    wanted = (f"{'an integer' if kind is int else 'a number'} {'>' if above else '>='} {minimum}"
+              + (f" and <= {maximum}" if maximum is not None else ""))
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < minimum or (above and value == minimum) or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
         return value
     return parse
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
-    return value
-
-
-def positive(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
 
 
 def parse_args(argv=None):
@@ -709,35 +691,35 @@ def parse_args(argv=None):
                                                "<cache-dir>/unfinished.safetensors otherwise)")
     p.add_argument("--loss-log", default=None, help="CSV loss log (default <cache-dir>/loss.csv; '' for none)")
     p.add_argument("--seed", type=int, default=20250)
-    p.add_argument("--threads", type=count(1), default=1, help="torch threads (the same seed gives the same run "
+    p.add_argument("--threads", type=number(int, 1), default=1, help="torch threads (the same seed gives the same run "
                                                               "for the same thread count)")
-    p.add_argument("--vae-steps", type=count(0), default=5000, help="VAE steps in all (crop stage + whole-frame stage)")
-    p.add_argument("--vae-crop-steps", type=count(0), default=2500, help="VAE steps on random crops before whole frames")
-    p.add_argument("--vae-full-batch", type=count(1), default=4)
-    p.add_argument("--vae-batch", type=count(1), default=8)
-    p.add_argument("--vae-crop", type=count(8), default=32, help="crop size in pixels, a multiple of 8 up to 64")
-    p.add_argument("--vae-lr", type=positive, default=1e-3)
+    p.add_argument("--vae-steps", type=number(int, 0), default=5000, help="VAE steps in all (crop stage + whole-frame stage)")
+    p.add_argument("--vae-crop-steps", type=number(int, 0), default=2500, help="VAE steps on random crops before whole frames")
+    p.add_argument("--vae-full-batch", type=number(int, 1), default=4)
+    p.add_argument("--vae-batch", type=number(int, 1), default=8)
+    p.add_argument("--vae-crop", type=number(int, 8), default=32, help="crop size in pixels, a multiple of 8 up to 64")
+    p.add_argument("--vae-lr", type=number(float, 0, above=True), default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
-    p.add_argument("--calibration-clips", type=count(1), default=16, help="clips measuring the latent scale")
-    p.add_argument("--pool-clips", type=count(1), default=2000)
-    p.add_argument("--pool-chunk", type=count(1), default=100)
-    p.add_argument("--unet-steps", type=count(0), default=6000)
-    p.add_argument("--unet-batch", type=count(1), default=2)
-    p.add_argument("--unet-lr", type=positive, default=5e-4)
-    p.add_argument("--ema-decay", type=fraction, default=0.999)
-    p.add_argument("--cfg-dropout", type=fraction, default=0.15)
-    p.add_argument("--ramp-fraction", type=fraction, default=0.25)
-    p.add_argument("--high-noise-fraction", type=fraction, default=0.0,
+    p.add_argument("--calibration-clips", type=number(int, 1), default=16, help="clips measuring the latent scale")
+    p.add_argument("--pool-clips", type=number(int, 1), default=2000)
+    p.add_argument("--pool-chunk", type=number(int, 1), default=100)
+    p.add_argument("--unet-steps", type=number(int, 0), default=6000)
+    p.add_argument("--unet-batch", type=number(int, 1), default=2)
+    p.add_argument("--unet-lr", type=number(float, 0, above=True), default=5e-4)
+    p.add_argument("--ema-decay", type=number(float, 0, 1), default=0.999)
+    p.add_argument("--cfg-dropout", type=number(float, 0, 1), default=0.15)
+    p.add_argument("--ramp-fraction", type=number(float, 0, 1), default=0.25)
+    p.add_argument("--high-noise-fraction", type=number(float, 0, 1), default=0.0,
                    help="fraction of the one-timestep clips whose timestep is drawn from 600..999 instead of 0..999")
-    p.add_argument("--checkpoint-minutes", type=positive, default=4.0)
-    p.add_argument("--log-every", type=count(1), default=10)
-    p.add_argument("--print-every", type=count(1), default=100)
-    p.add_argument("--max-seconds", type=positive, default=None, help="stop (after a checkpoint) after this long")
+    p.add_argument("--checkpoint-minutes", type=number(float, 0, above=True), default=4.0)
+    p.add_argument("--log-every", type=number(int, 1), default=10)
+    p.add_argument("--print-every", type=number(int, 1), default=100)
+    p.add_argument("--max-seconds", type=number(float, 0, above=True), default=None, help="stop (after a checkpoint) after this long")
     p.add_argument("--export-only", action="store_true", help="export the latest checkpoint and exit")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--smoke", action="store_true", help="a test run: never exported (checkpoints still go to "
                                                         "--cache-dir, marked so that a real run refuses them)")
-    p.add_argument("--steps", type=count(0), default=None,
+    p.add_argument("--steps", type=number(int, 0), default=None,
                    help="steps to run in this process (VAE and UNet optimiser steps, pool chunks)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
