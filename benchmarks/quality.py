@@ -65,6 +65,9 @@ MODEL = os.path.join(PACK_DIR, "models", "fifo_infinity_tiny_vc2.safetensors")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fifo_common import DEFAULT_COMFYUI, load_host  # noqa: E402
 
+sys.path.insert(0, os.path.join(PACK_DIR, "tools"))
+from cli_types import number  # noqa: E402
+
 PALETTE = {"red": (225, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 235), "yellow": (235, 215, 40)}
 BACKGROUND = (40, 40, 48)
 MIN_AREA = 20          # pixels of a 64x64 frame; the smallest trained object covers about 110
@@ -74,6 +77,7 @@ PROMPTS = [("a red ball bouncing", "red"), ("a blue square bouncing", "blue"),
 CLIP = 16
 JUMP = 8.0             # pixels per frame; 2.5 times the fastest trained motion (3.2 px per frame)
 METHODS = ("FIFO", "FIFO, rescaled steps", "FIFO, rescaled steps, n 8", "clips", "FIFO + Q-cache", "Video-Infinity")
+FIFO_PARTITIONS = {"FIFO": 4, "FIFO, rescaled steps": 4, "FIFO, rescaled steps, n 8": 8, "FIFO + Q-cache": 4}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -351,20 +355,6 @@ def contact_sheet(videos: list[tuple[str, np.ndarray]], path: str, columns: int 
     sheet.save(path)
 
 
-def at_least(minimum: int, maximum: int | None = None):
-    """argparse type: an integer in [minimum, maximum] (the error names the value and the range)."""
-    def parse(text: str) -> int:
-        wanted = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
-        return value
-    return parse
-
-
 def command_line(argv=None) -> str:
     """The command that reproduces this run (its arguments as given, --comfyui and --results left out)."""
     given = list(sys.argv[1:] if argv is None else argv)
@@ -386,13 +376,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--comfyui", default=DEFAULT_COMFYUI)
     p.add_argument("--model", default=MODEL)
-    p.add_argument("--frames", type=at_least(2 * CLIP), default=256, help="frames per video (at least two clips)")
+    p.add_argument("--frames", type=number(int, 2 * CLIP), default=256, help="frames per video (at least two clips)")
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--prompts", type=at_least(1, len(PROMPTS)), default=len(PROMPTS),
+    p.add_argument("--prompts", type=number(int, 1, len(PROMPTS)), default=len(PROMPTS),
                    help="how many of the fixed prompts to run (for every method and the KSampler rates)")
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance (the bundled model's: 1)")
-    p.add_argument("--ksampler-seeds", type=at_least(1), default=8, help="16-frame KSampler samples per prompt")
-    p.add_argument("--threads", type=at_least(1), default=None)
+    p.add_argument("--ksampler-seeds", type=number(int, 1), default=8, help="16-frame KSampler samples per prompt")
+    p.add_argument("--threads", type=number(int, 1), default=None)
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--quick", action="store_true", help="64 frames, 2 prompts, 2 KSampler seeds (a smoke run)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
@@ -409,10 +399,10 @@ def main(argv=None):
     started = time.time()
     gen = Generator(args.comfyui, args.model, cfg=args.cfg)
     rows, sheet, timings = [], [], {}
+    n8 = "FIFO, rescaled steps, n 8"
     run = {"FIFO": lambda prompt: gen.fifo(prompt, args.frames, args.seed),
            "FIFO, rescaled steps": lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True),
-           "FIFO, rescaled steps, n 8": lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True,
-                                                                partitions=8),
+           n8: lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True, partitions=FIFO_PARTITIONS[n8]),
            "clips": lambda prompt: gen.clips(prompt, args.frames, args.seed),
            "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9),
            "Video-Infinity": lambda prompt: gen.video_infinity(prompt, args.frames, args.seed)}
@@ -443,9 +433,10 @@ def main(argv=None):
     if args.ksampler_only:
         return ks_rows
     means = [mean_rows(rows, method) for method in args.methods]
-    partitions = {m: 8 if m.endswith("n 8") else 4 for m in args.methods if m.startswith("FIFO")}
+    partitions = {m: FIFO_PARTITIONS[m] for m in args.methods if m in FIFO_PARTITIONS}
     result = {"command": command_line(argv), "frames": args.frames, "seed": args.seed, "cfg": args.cfg, "eta": 1.0,
-              "fifo_partitions": partitions, "fifo_ddim_steps": {m: CLIP * n for m, n in partitions.items()}, "rows": rows, "means": means, "ksampler": ks_rows, "timings_s": timings,
+              "fifo_partitions": partitions, "fifo_ddim_steps": {m: CLIP * n for m, n in partitions.items()},
+              "rows": rows, "means": means, "ksampler": ks_rows, "timings_s": timings,
               "model": os.path.basename(args.model), "wall_seconds": time.time() - started}
     with open(os.path.join(args.results, "quality.json"), "w") as f:
         json.dump(result, f, indent=1)

@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_types import number  # noqa: E402
+
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOW = os.path.join(PACK_DIR, "example_workflows", "api", "fifo_tiny_demo.json")
 MODEL_NAME = "fifo_infinity_tiny_vc2.safetensors"
@@ -139,24 +142,14 @@ def run_demo(comfyui: str, python: str | None, output_dir: str, frames: int | No
     return {"files": files, "stages": stages, "entry": entry}
 
 
-def frame_count(text: str) -> int:
-    """argparse type for --frames: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of frames >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of frames >= 1, got {value}")
-    return value
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--comfyui", default=os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH"),
                    help="ComfyUI root with this pack in custom_nodes (tools/setup_env.sh prints it)")
     p.add_argument("--python", default=os.environ.get("FIFO_PYTHON") or sys.executable)
     p.add_argument("--output-dir", default=os.path.join(PACK_DIR, "output"))
-    p.add_argument("--frames", type=frame_count, default=None, help="output frames (the workflow's 256 by default)")
+    p.add_argument("--frames", type=number(int, 1, what="a whole number of frames"), default=None,
+                   help="output frames (the workflow's 256 by default)")
     p.add_argument("--prompt", default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--timeout", type=float, default=3600.0)

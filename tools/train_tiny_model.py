@@ -50,6 +50,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_types import number  # noqa: E402
+
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_COMFYUI = os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75")
 DEFAULT_CACHE = os.path.expanduser("~/.cache/fifo-infinity/train/tiny_vc2")
@@ -663,23 +666,6 @@ class Trainer:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         return os.path.getsize(path)
-
-
-def number(kind, minimum, maximum=None, above: bool = False):
-    """argparse type: a `kind` (int or float) >= minimum (> minimum when `above`), <= maximum if given; the error
-    names the value and the range (argparse adds the flag)."""
-    wanted = (f"{'an integer' if kind is int else 'a number'} {'>' if above else '>='} {minimum}"
-              + (f" and <= {maximum}" if maximum is not None else ""))
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if value < minimum or (above and value == minimum) or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
-        return value
-    return parse
 
 
 def parse_args(argv=None):
