@@ -10,8 +10,9 @@ against a real `main.py --cpu` server serving the real frontend (comfyui-fronten
 - the prompt-schedule timeline (web/js/prompt_timeline.js) on the FIFO Prompt Schedule nodes shows the whole
   chain and its length at the sampler's fps, and dragging a boundary with the mouse changes a prompt's frames;
 - the tiny-model demo template, queued from the page with a handful of frames, runs to the end, the page
-  receives the server's `fifo_infinity.queue` messages and the widget draws them; screenshots of the graph
-  and of the FIFO node go to benchmarks/results/browser_graph.png and browser_queue_widget.png.
+  receives the server's `fifo_infinity.queue` messages and the widget draws them; screenshots of the graph,
+  of the FIFO node and of the timeline go to a temporary folder, or, with FIFO_WRITE_SCREENSHOTS=1, to
+  benchmarks/results/browser_{graph,queue_widget,prompt_timeline}.png (the README shows two of them).
 
 Chromium: FIFO_CHROMIUM or /usr/bin/chromium (never downloaded). Run: tools/run_tests.sh tests/test_browser.py
 """
@@ -231,6 +232,16 @@ def page(browser_server):
             browser.close()
 
 
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory):
+    """Where the screenshots go: benchmarks/results with FIFO_WRITE_SCREENSHOTS=1 (the committed ones), else a
+    temporary folder, so that a test run leaves the clone unchanged."""
+    if os.environ.get("FIFO_WRITE_SCREENSHOTS"):
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        return RESULTS_DIR
+    return str(tmp_path_factory.mktemp("screenshots"))
+
+
 def _close_dialogs(page):
     for _ in range(5):
         if not page.locator(".p-dialog").count():
@@ -382,7 +393,7 @@ def test_every_template_has_a_thumbnail(browser_server, pack_folder):
             assert np.asarray(image.convert("L")).std() > 5, f"{name}: the thumbnail is blank"
 
 
-def test_prompt_timeline_edits_the_schedule(page, browser_server, pack_folder):
+def test_prompt_timeline_edits_the_schedule(page, browser_server, pack_folder, screenshot_dir):
     loaded = _load(page, browser_server, pack_folder, "fifo_multi_prompt")
     api = load_api_workflow("fifo_multi_prompt.json")
     chain = [i for i in ("6", "7", "8")]
@@ -400,7 +411,7 @@ def test_prompt_timeline_edits_the_schedule(page, browser_server, pack_folder):
     page.evaluate(FIT_JS, [["6"], 40])
     rect = page.evaluate(RECT_JS, ["6", TIMELINE_WIDGET])
     assert "widget" in rect, "the timeline is not drawn on the FIFO Prompt Schedule node"
-    before_png = os.path.join(RESULTS_DIR, "browser_prompt_timeline.png")
+    timeline_png = os.path.join(screenshot_dir, "browser_prompt_timeline.png")
     widget, scale = rect["widget"], rect["widget"]["width"] / page.evaluate("() => app.graph.getNodeById(6).size[0]")
     node_width = widget["width"] / scale
     margin = 10
@@ -421,10 +432,9 @@ def test_prompt_timeline_edits_the_schedule(page, browser_server, pack_folder):
     assert prompt["6"]["inputs"]["frames"] == frames and TIMELINE_WIDGET not in prompt["6"]["inputs"]
     after = page.evaluate("(id) => window.fifoInfinity.collectSchedule(app.graph.getNodeById(id))", 8)
     assert after["total"] == 128 + frames
-    os.makedirs(RESULTS_DIR, exist_ok=True)
     page.evaluate(FIT_JS, [["6", "7", "8"], 30])
     rect = page.evaluate(RECT_JS, ["6", TIMELINE_WIDGET])
-    page.screenshot(path=before_png, clip=rect["node"])
+    page.screenshot(path=timeline_png, clip=rect["node"])
 
 
 def _saturated_pixels(png: bytes) -> int:
@@ -442,7 +452,7 @@ def _read_video_frames(path):
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def test_tiny_demo_queued_from_the_page(page, browser_server, pack_folder, object_info):
+def test_tiny_demo_queued_from_the_page(page, browser_server, pack_folder, object_info, screenshot_dir):
     loaded = _load(page, browser_server, pack_folder, DEMO)
     fifo = [n for n in loaded["nodes"] if _is_fifo_sampler(n["type"], object_info[n["type"]])]
     assert len(fifo) == 1, f"{DEMO}: expected one FIFO sampler node, found {[n['type'] for n in fifo]}"
@@ -524,13 +534,12 @@ def test_tiny_demo_queued_from_the_page(page, browser_server, pack_folder, objec
     after = _saturated_pixels(page.screenshot(clip=rect["widget"]))
     assert after > 20 * max(before, 10), f"queue view shows no bars after the run ({before} -> {after} coloured pixels)"
 
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    widget_png = os.path.join(RESULTS_DIR, "browser_queue_widget.png")
+    widget_png = os.path.join(screenshot_dir, "browser_queue_widget.png")
     page.screenshot(path=widget_png, clip=rect["node"])
     page.set_viewport_size(GRAPH_VIEWPORT)
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.evaluate(FIT_JS, [None, 30])
-    graph_png = os.path.join(RESULTS_DIR, "browser_graph.png")
+    graph_png = os.path.join(screenshot_dir, "browser_graph.png")
     page.screenshot(path=graph_png)
     from PIL import Image
     for path in (widget_png, graph_png):
