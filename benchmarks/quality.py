@@ -399,12 +399,13 @@ def main(argv=None):
     started = time.time()
     gen = Generator(args.comfyui, args.model, cfg=args.cfg)
     rows, sheet, timings = [], [], {}
-    n8 = "FIFO, rescaled steps, n 8"
-    run = {"FIFO": lambda prompt: gen.fifo(prompt, args.frames, args.seed),
-           "FIFO, rescaled steps": lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True),
-           n8: lambda prompt: gen.fifo(prompt, args.frames, args.seed, rescale=True, partitions=FIFO_PARTITIONS[n8]),
+    def fifo(method, **options):
+        return lambda prompt: gen.fifo(prompt, args.frames, args.seed, partitions=FIFO_PARTITIONS[method], **options)
+    run = {"FIFO": fifo("FIFO"),
+           "FIFO, rescaled steps": fifo("FIFO, rescaled steps", rescale=True),
+           "FIFO, rescaled steps, n 8": fifo("FIFO, rescaled steps, n 8", rescale=True),
            "clips": lambda prompt: gen.clips(prompt, args.frames, args.seed),
-           "FIFO + Q-cache": lambda prompt: gen.fifo(prompt, args.frames, args.seed, qcache_weight=0.9),
+           "FIFO + Q-cache": fifo("FIFO + Q-cache", qcache_weight=0.9),
            "Video-Infinity": lambda prompt: gen.video_infinity(prompt, args.frames, args.seed)}
     for prompt, colour in [] if args.ksampler_only else PROMPTS[:args.prompts]:
         for method in args.methods:

@@ -27,11 +27,16 @@ EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """`eps(x [F, C, h, w], timesteps [F] int64) -> predicted noise [F, C, h, w]` (CFG already applied)."""
 
 
+def linear_betas() -> torch.Tensor:
+    """`[1000]` float64 betas `linspace(sqrt(0.00085), sqrt(0.012))**2` (official `DDPM.register_schedule`,
+    beta_schedule "linear" = sqrt-linear, computed in float64 before the buffers are stored)."""
+    return torch.linspace(LINEAR_START ** 0.5, LINEAR_END ** 0.5, TRAIN_TIMESTEPS, dtype=torch.float64) ** 2
+
+
 def alphas_cumprod() -> torch.Tensor:
-    """`[1000]` float32 cumulative alphas: betas `linspace(sqrt(0.00085), sqrt(0.012))**2` in float64, cumprod in
-    float64, stored as float32 (official `DDPM.register_schedule`, beta_schedule "linear" = sqrt-linear)."""
-    betas = torch.linspace(LINEAR_START ** 0.5, LINEAR_END ** 0.5, TRAIN_TIMESTEPS, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+    """`[1000]` float32 cumulative alphas: cumprod of `1 - linear_betas()` in float64, stored as float32
+    (official `DDPM.register_schedule`)."""
+    return torch.cumprod(1.0 - linear_betas(), dim=0).to(torch.float32)
 
 
 def rescale_table() -> torch.Tensor:

@@ -294,13 +294,12 @@ def schedule_buffers(pkg: str) -> dict:
     """The float32 schedule buffers of VideoCrafter2's `DDPM.register_schedule` (v_posterior 0), plus scale_arr.
 
     `pkg`: the pack's package name from `setup_comfy`; the betas and scale_arr are the pack's own
-    (`videocrafter.model_base`, the model sampling inference uses). Each buffer `[1000]` (scale_arr `[1400]`).
+    (`samplers.ddim`, the schedule inference uses). Each buffer `[1000]` (scale_arr `[1400]`).
     """
     import importlib
     import torch
-    base = importlib.import_module(f"{pkg}.videocrafter.model_base")
-    betas = torch.linspace(base.LINEAR_START ** 0.5, base.LINEAR_END ** 0.5, base.TRAIN_TIMESTEPS,
-                           dtype=torch.float64) ** 2
+    ddim = importlib.import_module(f"{pkg}.samplers.ddim")
+    betas = ddim.linear_betas()
     alphas = 1.0 - betas
     ac = torch.cumprod(alphas, 0)
     ac_prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
@@ -312,7 +311,7 @@ def schedule_buffers(pkg: str) -> dict:
            "posterior_log_variance_clipped": torch.log(torch.clamp(posterior_variance, min=1e-20)),
            "posterior_mean_coef1": betas * ac_prev.sqrt() / (1.0 - ac),
            "posterior_mean_coef2": (1.0 - ac_prev) * alphas.sqrt() / (1.0 - ac)}
-    return {**{k: v.float() for k, v in out.items()}, "scale_arr": base.rescale_table()}
+    return {**{k: v.float() for k, v in out.items()}, "scale_arr": ddim.rescale_table()}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -19,22 +19,12 @@ import comfy.model_base
 import comfy.model_sampling
 import comfy.supported_models_base
 
+from ..samplers.ddim import LINEAR_END, LINEAR_START, TRAIN_TIMESTEPS, rescale_table
+from ..samplers.ddim import alphas_cumprod as alphas_cumprod_float32
 from .unet import DEFAULT_FPS, UNet3D
 
-LINEAR_START, LINEAR_END, TRAIN_TIMESTEPS = 0.00085, 0.012, 1000
-SCALE_A, SCALE_B, SCALE_MID_STEP = 1.0, 0.7, 400
-
-
-def alphas_cumprod_float32() -> torch.Tensor:
-    """`[1000]` cumulative alphas exactly as the official code stores them (float64 betas, float32 buffer)."""
-    betas = torch.linspace(LINEAR_START ** 0.5, LINEAR_END ** 0.5, TRAIN_TIMESTEPS, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).float()
-
-
-def rescale_table() -> torch.Tensor:
-    """`[1400]` float32 `scale_arr` (official, `fix_scale_bug=False`): linspace(1, 0.7, 400) then 1000 x 0.7."""
-    head = torch.linspace(SCALE_A, SCALE_B, SCALE_MID_STEP, dtype=torch.float64)
-    return torch.cat([head, torch.full((TRAIN_TIMESTEPS,), SCALE_B, dtype=torch.float64)]).float()
+# The schedule (its constants, `alphas_cumprod_float32()` `[1000]` and `rescale_table()` `[1400]`) is the pure
+# DDIM core's (samplers/ddim.py): one definition for the model sampling, the FIFO core and the training script.
 
 
 class VideoCrafterModelSampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
