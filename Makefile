@@ -1,9 +1,9 @@
 .PHONY: setup test demo bench
 
-setup:        ## build (or reuse) the venv + real ComfyUI v0.3.75 test environment
+setup:        ## build (or reuse) a venv + real ComfyUI test environment (FIFO_COMFYUI=0.33.0 or 0.3.75; default the newest)
 	tools/setup_env.sh
 
-test:         ## the whole suite against the real ComfyUI (builds the environment if needed)
+test:         ## the whole suite against a real ComfyUI (FIFO_COMFYUI picks the host; builds the environment if needed)
 	tools/run_tests.sh
 
 demo:         ## the bundled tiny model makes a 256-frame FIFO video through a headless ComfyUI (./output)

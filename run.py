@@ -166,7 +166,8 @@ def _execute(options, output_dir: str, temp_dir: str, rank: int, use_cuda: bool)
         return {"success": False, "errors": [error], "node_errors": node_errors}
 
     server = HeadlessServer(verbose=rank == 0 and not options.quiet)
-    executor = execution.PromptExecutor(server, cache_type=False, cache_args={"lru": 0, "ram": 0})
+    # no caching; every key a host's main.py passes (v0.33 added "ram_inactive"; older hosts ignore it)
+    executor = execution.PromptExecutor(server, cache_type=False, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
     started = time.perf_counter()
     executor.execute(prompt, prompt_id, {}, outputs)
     elapsed = time.perf_counter() - started

@@ -2,6 +2,8 @@
 
 ComfyUI's VAE Decode keeps every decoded frame in memory (about 2 MB per 512x320 frame); this node never
 holds more than `decode_chunk` decoded frames, so a 10,000-frame latent saves in the memory of 16 frames.
+Its VIDEO output is the host's own video type over the file it wrote (`comfy_api` `VideoFromFile`: frames
+are read back from the file only when a downstream node asks), so core's video nodes take it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import os
 
 import folder_paths
-from comfy_api.latest import io, ui
+from comfy_api.latest import InputImpl, io, ui
 
 from .common import category
 from .video_stream import FORMATS, StreamingVideoWriter, safe_prefix, to_uint8, video_file_name
@@ -41,7 +43,11 @@ class SaveVideoStreaming(io.ComfyNode):
                 io.Int.Input("decode_chunk", default=16, min=1, max=256,
                              tooltip="Frames decoded at once; peak memory grows with this, not with the video length."),
             ],
-            outputs=[io.Latent.Output(display_name="samples", tooltip="The input latent, passed through.")],
+            outputs=[io.Latent.Output(display_name="samples", tooltip="The input latent, passed through."),
+                     io.Video.Output(display_name="video",
+                                     tooltip="The saved file as ComfyUI's VIDEO (frames, size and fps read back from "
+                                             "the file when used), for core's video nodes: Save Video, Get Video "
+                                             "Components, trimming, frame interpolation.")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
         )
@@ -73,7 +79,8 @@ class SaveVideoStreaming(io.ComfyNode):
             for start in range(1, latent.shape[0], decode_chunk):
                 images = vae.decode(latent[start:start + decode_chunk])
                 writer.write(to_uint8(images.reshape(-1, height, width, images.shape[-1])[..., :3]))
-        return io.NodeOutput(samples, ui=ui.PreviewVideo([ui.SavedResult(os.path.basename(path), subfolder, io.FolderType.output)]))
+        return io.NodeOutput(samples, InputImpl.VideoFromFile(path),
+                             ui=ui.PreviewVideo([ui.SavedResult(os.path.basename(path), subfolder, io.FolderType.output)]))
 
 
 NODES = [SaveVideoStreaming]

@@ -276,11 +276,13 @@ class VideoInfinityRuntime:
         videos = max(1, frames // f)
         return min(frames, max(1, math.ceil(videos * self.memory_fraction(load_device))) * f)
 
-    def prepare_sampling_wrapper(self, executor, model, noise_shape, conds, model_options=None):
+    def prepare_sampling_wrapper(self, executor, model, noise_shape, *args, **kwargs):
+        """PREPARE_SAMPLING wrapper: the memory estimate for this process's clips only. Hosts add arguments
+        (v0.33: `force_full_load`, `force_offload`); they are passed on untouched."""
         shape = list(noise_shape)
         if shape:
             shape[0] = self.local_frames(shape[0], getattr(model, "load_device", "cpu"))
-        return executor(model, shape, conds, model_options=model_options)
+        return executor(model, shape, *args, **kwargs)
 
     def memory_required_patch(self, base_model):
         """An object patch for `BaseModel.memory_required` that estimates only this process's share (ComfyUI
@@ -293,11 +295,11 @@ class _ShareOfMemory:
         self.runtime = runtime
         self.base_model = base_model
 
-    def __call__(self, input_shape, cond_shapes={}):
+    def __call__(self, input_shape, *args, **kwargs):
         shape = list(input_shape)
         device = getattr(self.base_model, "device", None) or "cpu"
         shape[0] = self.runtime.local_frames(shape[0], device)
-        return type(self.base_model).memory_required(self.base_model, shape, cond_shapes=cond_shapes)
+        return type(self.base_model).memory_required(self.base_model, shape, *args, **kwargs)
 
 
 def _copy_to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -56,3 +56,36 @@ def test_bad_size_is_refused_with_our_node_named(server):
     assert errors["class_type"] == "VideoCrafterEmptyVideoLatent"
     text = str(errors["errors"])
     assert "width = 100" in text and "multiple of 64" in text
+
+
+def test_streaming_save_video_output_runs_through_core_video_nodes(server, manifest):
+    """Save Video (streaming)'s VIDEO goes into core's nodes on a real server: SaveVideo writes it again, and
+    Get Video Components -> Create Video -> SaveVideo rebuilds it from its frames and fps; every file has the
+    frames, size and fps the streaming node wrote."""
+    import av
+    height, width = (8 * side for side in manifest["latent_hw"])
+    frames, fps = 10, 12.0
+    prompt = {
+        "1": {"class_type": "VideoCrafterCheckpointLoader", "inputs": {"ckpt_name": "tiny_vc2.safetensors",
+                                                                      "rescale_schedule": True}},
+        "2": {"class_type": "VideoCrafterEmptyVideoLatent", "inputs": {"width": width, "height": height,
+                                                                      "frames": frames}},
+        "3": {"class_type": "FIFOInfinitySaveVideoStreaming",
+              "inputs": {"samples": ["2", 0], "vae": ["1", 2], "filename_prefix": "video_type/stream",
+                         "format": "mp4 (H.264)", "fps": fps, "quality": 90, "decode_chunk": 4}},
+        "4": {"class_type": "SaveVideo", "inputs": {"video": ["3", 1], "filename_prefix": "video_type/direct",
+                                                    "format": "mp4", "codec": "h264"}},
+        "5": {"class_type": "GetVideoComponents", "inputs": {"video": ["3", 1]}},
+        "6": {"class_type": "CreateVideo", "inputs": {"images": ["5", 0], "fps": ["5", 2]}},
+        "7": {"class_type": "SaveVideo", "inputs": {"video": ["6", 0], "filename_prefix": "video_type/rebuilt",
+                                                    "format": "mp4", "codec": "h264"}},
+    }
+    entry = server.wait(server.queue(prompt), timeout=600)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    for node in ("3", "4", "7"):
+        [path] = server.output_files(entry, node)
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            assert sum(1 for _ in container.decode(stream)) == frames, node
+            assert (stream.width, stream.height) == (width, height), node
+            assert float(stream.average_rate) == fps, node

@@ -65,3 +65,15 @@ def test_interrupted_decode_keeps_the_frames_written(host, tiny_model, output_di
                     raise KeyboardInterrupt
                 writer.write(to_uint8(vae.decode(latents[start:start + 4])))
     assert count_frames(path) == (8, 128, 64)
+
+
+def test_video_output_is_the_hosts_video_type(host, tiny_model, output_dir):
+    """The VIDEO output is the host's video type over the written file: Get Video Components gives every frame
+    at the decoded size and the node's fps (tests/test_server.py runs it on into core's SaveVideo)."""
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinitySaveVideoStreaming"]
+    latent = {"samples": torch.randn(10, 4, 8, 16, generator=torch.Generator().manual_seed(2))}
+    video = node.execute(latent, tiny_model[2], "runs/video", "mp4 (H.264)", 12.0, 90, 4).result[1]
+    assert video.get_dimensions() == (128, 64)
+    images, _audio, fps = host.NODE_CLASS_MAPPINGS["GetVideoComponents"].execute(video).result[:3]   # v0.33 adds more
+    assert tuple(images.shape) == (10, 64, 128, 3)
+    assert float(fps) == pytest.approx(12.0)

@@ -107,12 +107,12 @@ class PerceiverAttention(nn.Module):
         self.to_kv = operations.Linear(dim, inner * 2, bias=False, dtype=dtype, device=device)
         self.to_out = operations.Linear(inner, dim, bias=False, dtype=dtype, device=device)
 
-    def forward(self, x, latents):
+    def forward(self, x, latents, transformer_options={}):
         x = self.norm1(x)
         latents = self.norm2(latents)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat([x, latents], dim=1)).chunk(2, dim=-1)
-        return self.to_out(optimized_attention(q, k, v, self.heads))
+        return self.to_out(optimized_attention(q, k, v, self.heads, transformer_options=transformer_options))
 
 
 class Resampler(nn.Module):
@@ -139,11 +139,12 @@ class Resampler(nn.Module):
                               operations.Linear(inner, dim, bias=False, dtype=dtype, device=device)),
             ]) for _ in range(depth)])
 
-    def forward(self, x):
+    def forward(self, x, transformer_options={}):
+        """`transformer_options` reach every attention call (the host's attention override among them)."""
         latents = comfy.ops.cast_to_input(self.latents, x).expand(x.shape[0], -1, -1)
         x = self.proj_in(x)
         for attention, feed_forward in self.layers:
-            latents = attention(x, latents) + latents
+            latents = attention(x, latents, transformer_options) + latents
             latents = feed_forward(latents) + latents
         return self.norm_out(self.proj_out(latents))
 
@@ -196,9 +197,9 @@ class ImageEncoderModule(nn.Module):
         """CLIP-normalised `[B, 3, S, S]` -> all tokens of the last block before `ln_post` `[B, N, width]`."""
         return self.visual.vision_model(pixels)[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, transformer_options={}) -> torch.Tensor:
         """Official `get_image_embeds`: `[B, 3, H, W]` in [-1, 1] -> `[B, num_queries, output_dim]`."""
-        return self.resampler(self.embed(preprocess(x, self.image_size)))
+        return self.resampler(self.embed(preprocess(x, self.image_size)), transformer_options)
 
 
 class VideoCrafterImageEncoder:
@@ -242,7 +243,8 @@ class VideoCrafterImageEncoder:
 
     def encode_official(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, 3, H, W]` in [-1, 1] -> image tokens `[B, num_queries, output_dim]`."""
-        return self._run(self.model, x)
+        options = self.patcher.model_options.get("transformer_options", {})
+        return self._run(lambda t: self.model(t, options), x)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """ComfyUI IMAGE `[B, H, W, C]` in [0, 1] -> image tokens `[B, num_queries, output_dim]`."""

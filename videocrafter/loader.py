@@ -7,6 +7,7 @@ no projection, pad 0), sized from the checkpoint. VAE: ComfyUI's KL VAE, sized f
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import torch
@@ -23,8 +24,19 @@ from .model_base import VideoCrafterConfig, VideoCrafterModel
 log = logging.getLogger("fifo_infinity")
 
 
-def build_model(unet_sd: dict, rescale: bool = True, dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
-    """MODEL from a UNet state dict (prefix removed). `dtype` None = ComfyUI's choice for the device."""
+def patcher_class(disable_dynamic: bool = False) -> type:
+    """The ModelPatcher class the host builds its own models with: `CoreModelPatcher` where the host has one
+    (v0.33: dynamic VRAM on NVIDIA; a CPU load device falls back to the plain class by itself), the plain
+    `ModelPatcher` when `disable_dynamic` or on hosts without it (v0.3.75)."""
+    if disable_dynamic:
+        return comfy.model_patcher.ModelPatcher
+    return getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+
+
+def build_model(unet_sd: dict, rescale: bool = True, dtype: torch.dtype | None = None,
+                disable_dynamic: bool = False) -> comfy.model_patcher.ModelPatcher:
+    """MODEL from a UNet state dict (prefix removed). `dtype` None = ComfyUI's choice for the device.
+    The patcher is the host's class (`patcher_class`); weights are assigned as core does for dynamic patchers."""
     unet_config = convert.infer_unet_config(unet_sd)
     config = VideoCrafterConfig(unet_config)
     load_device = mm.get_torch_device()
@@ -33,12 +45,14 @@ def build_model(unet_sd: dict, rescale: bool = True, dtype: torch.dtype | None =
         dtype = mm.unet_dtype(model_params=params, supported_dtypes=config.supported_inference_dtypes)
     config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes))
     model = VideoCrafterModel(config, device=mm.unet_inital_load_device(params, dtype), rescale=rescale)
-    missing, unexpected = model.diffusion_model.load_state_dict(unet_sd, strict=False)
+    patcher = patcher_class(disable_dynamic)(model, load_device=load_device, offload_device=mm.unet_offload_device())
+    missing, unexpected = model.diffusion_model.load_state_dict(unet_sd, strict=False, assign=patcher.is_dynamic()
+                                                                 if hasattr(patcher, "is_dynamic") else False)
     if missing:
         raise convert.CheckpointError(f"UNet weights missing from the checkpoint ({len(missing)}), e.g. {missing[:5]}")
     if unexpected:
         log.warning("VideoCrafter loader: %d unexpected UNet keys ignored, e.g. %s", len(unexpected), unexpected[:5])
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=mm.unet_offload_device())
+    return patcher
 
 
 class _SizedClipH(comfy.text_encoders.sd2_clip.SD2ClipHModel):
@@ -52,13 +66,16 @@ class _SizedClipH(comfy.text_encoders.sd2_clip.SD2ClipHModel):
             model_options=model_options)
 
 
-def build_clip(text_sd: dict, heads: int | None = None, embedding_directory=None) -> comfy.sd.CLIP:
-    """CLIP from the OpenCLIP text tower state dict (`cond_stage_model.model.*`, prefix removed)."""
+def build_clip(text_sd: dict, heads: int | None = None, embedding_directory=None,
+               disable_dynamic: bool = False) -> comfy.sd.CLIP:
+    """CLIP from the OpenCLIP text tower state dict (`cond_stage_model.model.*`, prefix removed).
+    `disable_dynamic` reaches hosts whose CLIP takes it (v0.33); older hosts have only the plain patcher."""
     size = convert.infer_text_config(text_sd, heads)
     te_sd = comfy.utils.clip_text_transformers_convert(dict(text_sd), "", "")
     if size["projection_dim"] != size["width"]:
-        # ComfyUI's projection is square; VideoCrafter never uses it (penultimate hidden states, no pooling)
-        te_sd.pop("text_projection.weight", None)
+        # ComfyUI's projection is square; VideoCrafter never uses it (penultimate hidden states, no pooling).
+        # The identity keeps the pooled output defined and every load (and reload) of the file identical.
+        te_sd["text_projection.weight"] = torch.eye(size["width"])
     hf_config = {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0,
                  "eos_token_id": 49407, "hidden_act": "gelu", "hidden_size": size["width"], "initializer_factor": 1.0,
                  "initializer_range": 0.02, "intermediate_size": size["mlp_width"], "layer_norm_eps": 1e-05,
@@ -76,8 +93,9 @@ def build_clip(text_sd: dict, heads: int | None = None, embedding_directory=None
         pass
 
     target = comfy.supported_models_base.ClipTarget(VideoCrafterTokenizer, VideoCrafterClip)
+    extra = {"disable_dynamic": True} if disable_dynamic and _accepts(comfy.sd.CLIP, "disable_dynamic") else {}
     clip = comfy.sd.CLIP(target, embedding_directory=embedding_directory,
-                         parameters=comfy.utils.calculate_parameters(te_sd))
+                         parameters=comfy.utils.calculate_parameters(te_sd), **extra)
     missing, unexpected = clip.load_sd(te_sd)
     missing = [k for k in missing if not k.endswith("position_ids") and "text_projection" not in k and "logit_scale" not in k]
     if missing:
@@ -92,12 +110,48 @@ def build_vae(vae_sd: dict) -> comfy.sd.VAE:
     return vae
 
 
-def load_videocrafter(path: str, rescale: bool = True, text_heads: int | None = None, dtype=None, embedding_directory=None):
-    """(MODEL, CLIP, VAE, parts) from a VideoCrafter checkpoint file; raises `convert.CheckpointError`."""
-    sd = convert.load_state_dict(path)
-    parts = convert.split_state_dict(sd)
+def _accepts(function, keyword: str) -> bool:
+    return keyword in inspect.signature(function).parameters
+
+
+def _parts(path: str) -> dict:
+    parts = convert.split_state_dict(convert.load_state_dict(path))
     convert.validate(parts, name=path.rsplit("/", 1)[-1])
+    return parts
+
+
+# Reload factories for the host's `cached_patcher_init` (v0.33: `ModelPatcher.clone(disable_dynamic=True)`,
+# `deepclone_multigpu` for MultiGPU CFG Split and the Select * Device nodes), as core's loaders register
+# them (comfy/sd.py `load_checkpoint_guess_config`): `factory(*arguments, disable_dynamic=...)` -> patcher.
+
+def load_model_patcher(path: str, rescale: bool = True, dtype=None, disable_dynamic: bool = False):
+    """A fresh MODEL patcher from the checkpoint file `path` (the MODEL's reload factory)."""
+    return build_model(_parts(path)["unet"], rescale=rescale, dtype=dtype, disable_dynamic=disable_dynamic)
+
+
+def load_clip_patcher(path: str, text_heads: int | None = None, embedding_directory=None, disable_dynamic: bool = False):
+    """A fresh CLIP patcher from the checkpoint file `path` (the CLIP's reload factory)."""
+    return build_clip(_parts(path)["text"], heads=text_heads, embedding_directory=embedding_directory,
+                      disable_dynamic=disable_dynamic).patcher
+
+
+def load_vae_patcher(path: str, disable_dynamic: bool = False):
+    """A fresh VAE patcher from the checkpoint file `path` (the VAE's reload factory; like core's
+    `load_vae_patcher`, the VAE picks its patcher class itself)."""
+    return build_vae(_parts(path)["vae"]).patcher
+
+
+def load_videocrafter(path: str, rescale: bool = True, text_heads: int | None = None, dtype=None, embedding_directory=None):
+    """(MODEL, CLIP, VAE, parts) from a VideoCrafter checkpoint file; raises `convert.CheckpointError`.
+
+    On hosts whose patchers have `cached_patcher_init` (v0.33), each of the three patchers gets its reload
+    factory, so the host can build an independent copy (another device, a non-dynamic delegate)."""
+    parts = _parts(path)
     model = build_model(parts["unet"], rescale=rescale, dtype=dtype)
     clip = build_clip(parts["text"], heads=text_heads, embedding_directory=embedding_directory)
     vae = build_vae(parts["vae"])
+    if hasattr(model, "cached_patcher_init"):
+        model.cached_patcher_init = (load_model_patcher, (path, rescale, dtype))
+        clip.patcher.cached_patcher_init = (load_clip_patcher, (path, text_heads, embedding_directory))
+        vae.patcher.cached_patcher_init = (load_vae_patcher, (path,))
     return model, clip, vae, parts

@@ -137,7 +137,7 @@ class TemporalAttention(nn.Module):
         if replace is not None:
             out = replace(q, k, v, extra_options)
         else:
-            out = optimized_attention(q, k, v, self.heads)
+            out = optimized_attention(q, k, v, self.heads, transformer_options=extra_options)
         return self.to_out(out)
 
 
@@ -289,15 +289,24 @@ class UNet3D(nn.Module):
         self.out = nn.Sequential(operations.GroupNorm(32, ch, dtype=dtype, device=device), nn.SiLU(),
                                  operations.conv_nd(2, model_channels, out_channels, 3, padding=1, dtype=dtype, device=device))
 
-    def _run_block(self, layers, h, emb, context, video_length, transformer_options, extra_options):
+    def _run_block(self, layers, h, emb, context, video_length, transformer_options, extra_options, output_shape=None):
+        """One input/middle/output block, as core's `forward_timestep_embed`: its `forward_timestep_embed_patch`
+        handlers (`(layer class, fn)` pairs) replace a layer of that class, spatial transformers advance
+        `transformer_index`, Upsample gets the skip's `output_shape`."""
+        handlers = transformer_options.get("patches", {}).get("forward_timestep_embed_patch", ())
         for layer in layers:
-            if isinstance(layer, ResBlock3D):
+            handler = next((fn for kind, fn in handlers if isinstance(layer, kind)), None)
+            if handler is not None:
+                h = handler(layer, h, emb, context, transformer_options, output_shape, None, video_length, None)
+            elif isinstance(layer, ResBlock3D):
                 h = layer(h, emb, video_length, extra_options)
             elif isinstance(layer, SpatialTransformer):
                 h = layer(h, context, transformer_options)
-                transformer_options["transformer_index"] = transformer_options.get("transformer_index", 0) + 1
+                transformer_options["transformer_index"] += 1
             elif isinstance(layer, TemporalTransformer):
                 h = layer(h, video_length, extra_options)
+            elif isinstance(layer, Upsample):
+                h = layer(h, output_shape=output_shape)
             else:
                 h = layer(h)
         return h
@@ -309,7 +318,14 @@ class UNet3D(nn.Module):
         ).execute(x, timesteps, context, control, transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context=None, control=None, transformer_options={}, fps=None, **kwargs):
+        # Follows core's UNetModel._forward (comfy/ldm/modules/diffusionmodules/openaimodel.py): the same
+        # transformer options (`original_shape`, `transformer_index`, `block`), patch points (`emb_patch`,
+        # `input_block_patch`, `input_block_patch_after_skip`, `middle_block_after_patch`,
+        # `output_block_patch`, `forward_timestep_embed_patch`) and ControlNet residuals (`control` input /
+        # middle / output lists, popped from the end).
         transformer_options = dict(transformer_options)
+        transformer_options["original_shape"] = list(x.shape)
+        transformer_options["transformer_index"] = 0
         n = x.shape[0]
         video_length = transformer_options.get("video_length")
         if video_length is None:
@@ -318,8 +334,11 @@ class UNet3D(nn.Module):
             raise ValueError(f"UNet3D: a batch of {n} frames cannot be split into videos of video_length={video_length} frames")
         timesteps = _per_frame(timesteps, n, video_length, "timesteps")
         context = _per_frame(context, n, video_length, "context")
+        patches = transformer_options.get("patches", {})
 
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(x.dtype))
+        for patch in patches.get("emb_patch", ()):
+            emb = patch(emb, self.model_channels, transformer_options)
         if self.fps_cond:
             fps = torch.full((n,), float(DEFAULT_FPS), device=x.device) if fps is None else fps
             if not torch.is_tensor(fps):
@@ -327,20 +346,19 @@ class UNet3D(nn.Module):
             fps = _per_frame(fps.reshape(-1), n, video_length, "fps")
             emb = emb + self.fps_embedding(timestep_embedding(fps, self.model_channels).to(x.dtype))
 
-        patches = transformer_options.get("patches", {})
-        extra_options = {k: v for k, v in transformer_options.items()}
+        extra_options = transformer_options       # the temporal layers see the same options (and `block`)
         extra_options.update(video_length=video_length, timesteps=timesteps)
 
         h = x
         skips = []
         for i, layers in enumerate(self.input_blocks):
             transformer_options["block"] = ("input", i)
-            extra_options["block"] = ("input", i)
             h = self._run_block(layers, h, emb, context, video_length, transformer_options, extra_options)
             if i == 0 and self.init_attn is not None:
-                extra_options["block"] = ("init", 0)
+                transformer_options["block"] = ("init", 0)
                 h = self._run_block(self.init_attn, h, emb, context, video_length, transformer_options, extra_options)
-                extra_options["block"] = ("input", i)
+                transformer_options["block"] = ("input", i)
+            h = _apply_control(h, control, "input")
             for patch in patches.get("input_block_patch", ()):
                 h = patch(h, transformer_options)
             skips.append(h)
@@ -348,26 +366,30 @@ class UNet3D(nn.Module):
                 h = patch(h, transformer_options)
 
         transformer_options["block"] = ("middle", 0)
-        extra_options["block"] = ("middle", 0)
         h = self._run_block(self.middle_block, h, emb, context, video_length, transformer_options, extra_options)
-        if control is not None and control.get("middle"):
-            ctrl = control["middle"].pop()
-            if ctrl is not None:
-                h = h + ctrl
+        h = _apply_control(h, control, "middle")
+        for patch in patches.get("middle_block_after_patch", ()):
+            h = patch({"h": h, "x": x, "emb": emb, "context": context, "y": None, "timesteps": timesteps,
+                       "transformer_options": transformer_options})["h"]
 
         for i, layers in enumerate(self.output_blocks):
             transformer_options["block"] = ("output", i)
-            extra_options["block"] = ("output", i)
-            skip = skips.pop()
-            if control is not None and control.get("output"):
-                ctrl = control["output"].pop()
-                if ctrl is not None:
-                    skip = skip + ctrl
+            skip = _apply_control(skips.pop(), control, "output")
             for patch in patches.get("output_block_patch", ()):
                 h, skip = patch(h, skip, transformer_options)
             h = torch.cat([h, skip], dim=1)
-            h = self._run_block(layers, h, emb, context, video_length, transformer_options, extra_options)
-        return self.out(h)
+            output_shape = skips[-1].shape if skips else None
+            h = self._run_block(layers, h, emb, context, video_length, transformer_options, extra_options, output_shape)
+        return self.out(h.type(x.dtype))
+
+
+def _apply_control(h, control, name):
+    """Add the last residual of `control[name]` (ControlNet / T2I-Adapter), as core's `apply_control`."""
+    if control is not None and control.get(name):
+        residual = control[name].pop()
+        if residual is not None:
+            h = h + residual
+    return h
 
 
 def _per_frame(value, n, video_length, name):
