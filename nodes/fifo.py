@@ -239,7 +239,7 @@ class FifoSampler(comfy.samplers.Sampler):
         return self.options.windows_per_call * self.options.video_length
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
-               disable_pbar=False):
+               disable_pbar=False, **_host_extras):
         guider = model_wrap
         inner = guider.inner_model
         sampling = inner.model_sampling

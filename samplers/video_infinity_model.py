@@ -183,9 +183,9 @@ class VideoInfinityRuntime:
 
     # -- DIFFUSION_MODEL wrapper --------------------------------------------------------------------
     def diffusion_model_wrapper(self, executor, x, timesteps, context=None, control=None, transformer_options={},
-                                **kwargs):
+                                *args, **kwargs):
         if transformer_options.get(CALL_KEY) is not None:            # inside a participant's call already
-            return executor(x, timesteps, context, control, transformer_options, **kwargs)
+            return executor(x, timesteps, context, control, transformer_options, *args, **kwargs)
         options = self.options
         f = options.frames_per_clip
         chunks = max(1, len(transformer_options.get("cond_or_uncond") or [0]))
@@ -217,13 +217,13 @@ class VideoInfinityRuntime:
             sigmas = options_here.get("sigmas")
             if not whole and torch.is_tensor(sigmas) and sigmas.shape[0] == clips * f:
                 options_here["sigmas"] = sigmas.unflatten(0, (clips, f))[start:stop].flatten(0, 1).to(device)
-            args = (take(x), take(timesteps), take(context))
+            inputs = (take(x), take(timesteps), take(context))
             control_here = control if whole else _clip_control(control, take)
             extra = {key: take(value) for key, value in kwargs.items()}
             if same_device(device, x.device):
-                out = executor(*args, control_here, options_here, **extra)
+                out = executor(*inputs, control_here, options_here, *args, **extra)
             else:
-                out = self.replica(unet, device)(args[0], args[1], context=args[2], control=control_here,
+                out = self.replica(unet, device)(inputs[0], inputs[1], context=inputs[2], control=control_here,
                                                  transformer_options=options_here, **extra)
             return out.unflatten(0, (chunks, stop - start, f))
 

@@ -151,5 +151,5 @@ def apply_query_cache(model, weight: float, attention: str = "attn1", variant: s
                     patched.set_model_patch_replace(replace, name, kind, index, depth)
         if needs_image_context:
             patched.set_model_attn2_patch(_pass_image_context)
-    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, CLEANUP_KEY, lambda _patcher: cache.clear())
+    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, CLEANUP_KEY, lambda *_args, **_kwargs: cache.clear())
     return patched, cache
