@@ -14,7 +14,7 @@ from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_token
 from ..videocrafter.qcache_patch import ATTENTION_CHOICES, VARIANTS, apply_query_cache
 from .common import ImageEncoder, category
 from .fifo import LatentSeeding, LatentSeedingType
-from .latent import size_error
+from .input_checks import check_declared, require_declared
 
 log = logging.getLogger("fifo_infinity")
 
@@ -58,22 +58,23 @@ class WeightedQCache(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, decoder_levels: str, start_percent: float, end_percent: float):
-        # (named inputs skip ComfyUI's own min/max checks, so the range is checked here)
-        for name, value in (("start_percent", start_percent), ("end_percent", end_percent)):
-            if not 0.0 <= value <= 1.0:
-                return f"{name} = {value} is outside 0..1"
-        if start_percent > end_percent:
+    def validate_inputs(cls, weight=None, decoder_levels=None, start_percent=None, end_percent=None):
+        message = check_declared(cls, dict(weight=weight, start_percent=start_percent, end_percent=end_percent))
+        if message:
+            return message
+        if None not in (start_percent, end_percent) and start_percent > end_percent:
             return f"start_percent ({start_percent}) must not be after end_percent ({end_percent})"
-        try:
-            parse_levels(decoder_levels, range(16))
-        except ValueError as error:
-            return str(error)
+        if decoder_levels is not None:
+            try:
+                parse_levels(decoder_levels, range(16))
+            except ValueError as error:
+                return str(error)
         return True
 
     @classmethod
     def execute(cls, model, weight: float, attention: str, transformers: str, decoder_levels: str,
                 start_percent: float, end_percent: float):
+        require_declared(cls, dict(weight=weight, start_percent=start_percent, end_percent=end_percent))
         try:
             patched, _ = apply_query_cache(model, weight, attention, transformers, decoder_levels, start_percent, end_percent)
         except ValueError as error:
@@ -188,16 +189,11 @@ class ImageToFIFOBaseClip(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width=None, height=None):
-        for name, value in (("width", width), ("height", height)):
-            if value is not None and (message := size_error(name, value)):
-                return message
-        return True
+        return check_declared(cls, dict(width=width, height=height), ("width", "height")) or True
 
     @classmethod
     def execute(cls, image, vae, video_length: int, width: int, height: int):
-        for name, value in (("width", width), ("height", height)):
-            if message := size_error(name, value):
-                raise ValueError(message)
+        require_declared(cls, dict(video_length=video_length, width=width, height=height), ("width", "height"))
         pixels = image[:1, :, :, :3].movedim(-1, 1)
         pixels = comfy.utils.common_upscale(pixels, width, height, "bilinear", "center").movedim(1, -1)
         latent = vae.encode(pixels)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -38,12 +39,12 @@ from comfy_api.latest import io
 from ..samplers import ddim
 from ..samplers.fifo import (QUEUE_INIT_MODES, FifoError, FifoOptions, GeneratorNoise, check_base_clip, fifo_generate,
                              queue_levels)
-from ..samplers.fifo_state import FifoState, FifoStateError, load_state, save_state
+from ..samplers.fifo_state import FifoState, FifoStateError, load_state, save_state, temporary_state_path
 from ..samplers.schedule import PromptSchedule, PromptScheduleError
 from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_tokens
 from .common import category
 from .fifo_progress import QueueProgress
-from .latent import size_error
+from .input_checks import check_declared, require_declared
 from .video_stream import safe_prefix
 
 log = logging.getLogger("fifo_infinity")
@@ -100,22 +101,27 @@ class StateFile:
                              f"correct state_file") from error
 
     def check_writable(self) -> None:
-        """Raise ValueError (naming state_file) now, before sampling, if the folder cannot be written."""
+        """Raise ValueError (naming state_file) now, before sampling, if the state cannot be written: the exact
+        temporary file `save_state` writes first (the longest name it uses) is created and removed once, so a
+        name the file system refuses (too long, a NUL character) or a folder without write access is caught."""
         folder = os.path.dirname(self.path)
+        probe = temporary_state_path(self.path)
         try:
             os.makedirs(folder, exist_ok=True)
-            probe = os.path.join(folder, f".fifo_state_probe_{os.getpid()}")
-            with open(probe, "wb"):
+            with open(probe, "xb"):
                 pass
             os.remove(probe)
-        except OSError as error:
-            raise ValueError(f"state_file: cannot write FIFO states to {folder!r} ({error}); choose another "
-                             f"state_file or leave it empty") from error
+        except (OSError, ValueError) as error:      # ValueError: a name with a NUL character
+            raise ValueError(f"state_file: cannot write the FIFO state {self.path!r} ({error}); choose another "
+                             f"state_file (a shorter name in a writable folder under the output folder) or leave "
+                             f"it empty") from error
 
-    def writer(self):
+    def writer(self, final_iteration: int):
         """on_state callback: writes each state. The first write of a fresh run (resume off) keeps a state file
-        already there as `<name>.previous.safetensors` instead of overwriting it. A failed write is logged and
-        the run goes on (the previous state file stays intact)."""
+        already there as `<name>.previous.safetensors` instead of overwriting it. A periodic write that fails
+        (any error) is logged and the run goes on, the previous state file intact. The final write (iteration
+        `final_iteration`, all frames done) must succeed: if it fails, the state is saved under
+        `fifo_state_rescued/` in the output folder instead and the error names state_file and that file."""
         keep_previous = [not self.resume]
 
         def write(state: FifoState) -> None:
@@ -127,14 +133,33 @@ class StateFile:
                                 self.path, previous)
                 keep_previous[0] = False
                 save_state(self.path, state)
-            except OSError as error:
-                log.warning("FIFO: could not write the state file %s (%s); sampling continues", self.path, error)
+            except Exception as error:       # noqa: BLE001 - a state write must never lose the run
+                if state.iteration < final_iteration:
+                    log.warning("FIFO: could not write the state file %s (%s); sampling continues", self.path, error)
+                    return
+                raise ValueError(f"state_file: the final state could not be written to {self.path!r} ({error}); "
+                                 f"{_rescue_state(state)}") from error
         return write
+
+
+def _rescue_state(state: FifoState) -> str:
+    """Save `state` (all frames) under `<output>/fifo_state_rescued/` and say where, or say that it failed too."""
+    import folder_paths
+    name = f"fifo_state_rescued/state_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    path = os.path.join(folder_paths.get_output_directory(), name + ".safetensors")
+    try:
+        save_state(path, state)
+    except Exception as error:               # noqa: BLE001
+        return f"saving it to {path!r} failed too ({error})"
+    return (f"the state with all {state.frames_done} frames is saved instead as {path!r}: queue again with "
+            f"state_file {name!r} and resume on to get the video without sampling again")
 
 
 def make_state_file(name: str, every: int, resume: bool) -> StateFile | None:
     """StateFile for the nodes' `state_file` input: a name under ComfyUI's output folder ('..' and absolute parts
-    dropped, as the save nodes do; `.safetensors` added if missing), or None when the name is empty."""
+    dropped, as the save nodes do; `.safetensors` added if missing), or None when the name is empty. The nodes
+    call it when they run, before any sampling: a name that cannot be written raises ValueError naming
+    state_file (`StateFile.check_writable`)."""
     name = (name or "").strip()
     if not name:
         if resume:
@@ -142,11 +167,16 @@ def make_state_file(name: str, every: int, resume: bool) -> StateFile | None:
         return None
     if every < 0:
         raise ValueError(f"state_every = {every}: use 0 (only at the end and on interruption) or a frame count")
+    if not [part for part in name.replace("\\", "/").split("/") if part not in ("", ".", "..")]:
+        raise ValueError(f"state_file = {name!r}: nothing is left of the name once '..' and absolute parts are "
+                         f"dropped; give a name under the output folder such as fifo_state/my_video")
     import folder_paths
     relative = safe_prefix(name)
     if not relative.endswith(".safetensors"):
         relative += ".safetensors"
-    return StateFile(os.path.join(folder_paths.get_output_directory(), relative), every, resume)
+    state = StateFile(os.path.join(folder_paths.get_output_directory(), relative), every, resume)
+    state.check_writable()
+    return state
 
 
 # ---------------------------------------------------------------------------------------------- the SAMPLER
@@ -260,8 +290,7 @@ class FifoSampler(comfy.samplers.Sampler):
         resume, on_state = None, None
         if self.state is not None:
             resume = self.state.load() if self.state.resume else None
-            self.state.check_writable()
-            on_state = self.state.writer()
+            on_state = self.state.writer(final_iteration=options.iterations(num_frames))
 
         base_clip = None
         if self.base_clip is not None and resume is None:
@@ -440,6 +469,9 @@ class _SeedConds:
 
 # ---------------------------------------------------------------------------------------------- nodes
 
+SIZES = ("width", "height")
+
+
 def _option_inputs():
     return [
         io.Int.Input("video_length", default=16, min=1, max=256,
@@ -496,18 +528,6 @@ def _options(video_length, num_partitions, lookahead, eta, window_batch, queue_i
         raise ValueError(str(error)) from error
 
 
-def _validate_options(video_length, num_partitions, lookahead, eta, window_batch, queue_init):
-    """True, or the message of the first bad option (for validate_inputs; None = linked input, unknown yet)."""
-    values = dict(video_length=video_length, num_partitions=num_partitions, lookahead=lookahead, eta=eta,
-                  window_batch=window_batch, queue_init=queue_init)
-    defaults = dict(video_length=16, num_partitions=4, lookahead=True, eta=1.0, window_batch=0, queue_init="official")
-    try:
-        FifoOptions(**{k: defaults[k] if v is None else v for k, v in values.items()})
-    except FifoError as error:
-        return str(error)
-    return True
-
-
 def _base_clip_samples(base_clip, options: FifoOptions):
     if base_clip is None:
         return None
@@ -548,14 +568,17 @@ class FIFOSamplerNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, video_length=None, num_partitions=None, lookahead=None, eta=None, window_batch=None,
-                        queue_init=None):
-        return _validate_options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+    def validate_inputs(cls, eta=None):
+        # Names only what ComfyUI's own per-input check misses (NaN passes it); the rules across f, n and
+        # lookahead and the state file are checked when the node runs, before any sampling.
+        return check_declared(cls, dict(eta=eta)) or True
 
     @classmethod
     def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
                 prompt_schedule=None, latent_seeding=None, state_file="", state_every=16, resume=False,
                 rescale_steps=False):
+        require_declared(cls, dict(video_length=video_length, num_partitions=num_partitions, eta=eta,
+                                   window_batch=window_batch, state_every=state_every))
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init, rescale_steps)
         return io.NodeOutput(FifoSampler(options, _base_clip_samples(base_clip, options), prompt_schedule,
                                          node_id=getattr(cls.hidden, "unique_id", None),
@@ -626,25 +649,18 @@ class FIFOSamplerAllInOneNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, frames=None, width=None, height=None, video_length=None, num_partitions=None,
-                        lookahead=None, eta=None, window_batch=None, queue_init=None):
-        if frames is not None and frames < 1:
-            return f"frames N = {frames}: generate at least 1 frame"
-        for name, value in (("width", width), ("height", height)):
-            if value is not None and (message := size_error(name, value)):
-                return message
-        return _validate_options(video_length, num_partitions, lookahead, eta, window_batch, queue_init)
+    def validate_inputs(cls, width=None, height=None, cfg=None, eta=None):
+        # as FIFOSamplerNode.validate_inputs, plus the sizes (multiples of 64)
+        return check_declared(cls, dict(width=width, height=height, cfg=cfg, eta=eta), SIZES) or True
 
     @classmethod
     def execute(cls, model, positive, negative, frames, width, height, seed, cfg, video_length, num_partitions,
                 lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None,
                 latent_seeding=None, state_file="", state_every=16, resume=False, rescale_steps=False):
+        require_declared(cls, dict(frames=frames, width=width, height=height, cfg=cfg, video_length=video_length,
+                                   num_partitions=num_partitions, eta=eta, window_batch=window_batch, fps=fps,
+                                   state_every=state_every), SIZES)
         options = _options(video_length, num_partitions, lookahead, eta, window_batch, queue_init, rescale_steps)
-        if frames < 1:
-            raise ValueError(f"frames N = {frames}: generate at least 1 frame")
-        for name, value in (("width", width), ("height", height)):
-            if message := size_error(name, value):
-                raise ValueError(message)
         base = _base_clip_samples(base_clip, options)
         channels = model.model.latent_format.latent_channels
         latent = torch.zeros([frames, channels, height // 8, width // 8],

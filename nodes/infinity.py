@@ -18,6 +18,7 @@ from ..samplers.video_infinity import (Phase, VideoInfinityError, VideoInfinityO
                                        partition_clips, prompt_index)
 from ..samplers.video_infinity_model import VideoInfinityRuntime, install
 from .common import category
+from .input_checks import check_declared, require_declared
 
 ViContext = io.Custom("VIDEO_INFINITY_CONTEXT")
 WRAPPER_KEY = "video_infinity"
@@ -99,18 +100,20 @@ class VideoInfinityContext(io.ComfyNode):
             sync_group_norm=sync_group_norm, dual_scope_attention=dual_scope_attention)
 
     @classmethod
-    def validate_inputs(cls, **kwargs):
-        try:
-            cls.build(**kwargs)
-        except VideoInfinityError as error:
-            return str(error)
-        except TypeError:          # an input is linked, not a widget value: checked at execution
-            return True
-        return True
+    def validate_inputs(cls, local_phase_local_bias=None, local_phase_global_bias=None, global_phase_local_bias=None,
+                        global_phase_global_bias=None, attn_scale=None):
+        # Names only the floats (ComfyUI's own range check lets NaN through); the integer inputs keep ComfyUI's
+        # per-input range check and the rules across inputs (padding <= F/2, ...) run when the node executes.
+        return check_declared(cls, dict(local_phase_local_bias=local_phase_local_bias,
+                                        local_phase_global_bias=local_phase_global_bias,
+                                        global_phase_local_bias=global_phase_local_bias,
+                                        global_phase_global_bias=global_phase_global_bias,
+                                        attn_scale=attn_scale)) or True
 
     @classmethod
-    def execute(cls, **kwargs):
-        return io.NodeOutput(cls.build(**kwargs))
+    def execute(cls, **inputs):
+        require_declared(cls, inputs)
+        return io.NodeOutput(cls.build(**inputs))          # VideoInfinityError is a ValueError: shown as is
 
 
 class ApplyVideoInfinity(io.ComfyNode):
@@ -141,7 +144,9 @@ class ApplyVideoInfinity(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, devices: str = "", **kwargs):
+    def validate_inputs(cls, devices=None):
+        if devices is None:                  # linked: checked when the model is patched
+            return True
         try:
             parsed = parse_devices(devices)
         except VideoInfinityError as error:

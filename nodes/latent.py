@@ -8,19 +8,9 @@ import comfy.model_management
 from comfy_api.latest import io
 
 from .common import category
+from .input_checks import check_declared, require_declared
 
-SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
-
-
-def size_error(name: str, value: int) -> str | None:
-    """None if `value` pixels is a size VideoCrafter2's UNet can take, else a message with the nearest valid sizes."""
-    if value % SIZE_MULTIPLE == 0:
-        return None
-    low = max(SIZE_MULTIPLE, value // SIZE_MULTIPLE * SIZE_MULTIPLE)
-    high = (value // SIZE_MULTIPLE + 1) * SIZE_MULTIPLE
-    return (f"{name} = {value} pixels cannot be used: VideoCrafter2's UNet downsamples the latent three times, so "
-            f"{name} must be a multiple of {SIZE_MULTIPLE} pixels. Nearest valid values: {low} or {high}.")
-
+SIZES = ("width", "height")
 
 class EmptyVideoLatent(io.ComfyNode):
     @classmethod
@@ -45,11 +35,12 @@ class EmptyVideoLatent(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width: int, height: int, frames: int):
-        return size_error("width", width) or size_error("height", height) or True
+    def validate_inputs(cls, width=None, height=None):
+        return check_declared(cls, dict(width=width, height=height), SIZES) or True
 
     @classmethod
     def execute(cls, width: int, height: int, frames: int):
+        require_declared(cls, dict(width=width, height=height, frames=frames), SIZES)
         samples = torch.zeros([frames, 4, height // 8, width // 8], device=comfy.model_management.intermediate_device())
         return io.NodeOutput({"samples": samples})
 

@@ -15,6 +15,7 @@ import folder_paths
 from comfy_api.latest import InputImpl, io, ui
 
 from .common import category
+from .input_checks import check_declared, require_declared
 from .video_stream import FORMATS, StreamingVideoWriter, safe_prefix, to_uint8, video_file_name
 
 
@@ -53,7 +54,12 @@ class SaveVideoStreaming(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, fps=None):
+        return check_declared(cls, dict(fps=fps)) or True
+
+    @classmethod
     def execute(cls, samples, vae, filename_prefix: str, format: str, fps: float, quality: int, decode_chunk: int):
+        require_declared(cls, dict(fps=fps, quality=quality, decode_chunk=decode_chunk))
         latent = samples["samples"]
         if latent.ndim != 4 or latent.shape[0] < 1:
             raise ValueError(f"samples: expected a video latent [frames, 4, h, w], got shape {list(latent.shape)}")

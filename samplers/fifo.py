@@ -303,6 +303,8 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
     on_state: called with a FifoState every `state_every` output frames (0: never on a count), after the last
         iteration, and, if the run stops with an exception (interruption, a crash in the model), with the state
         before the iteration that failed, before the exception propagates. A resumed run continues exactly.
+        A queue that turns non-finite (NaN or inf from the model) raises FifoError naming the iteration, with
+        that same state written first (nothing already sampled is lost).
     seeding: latent seeding (FIFO+ `t2v_seed`, spec 3.2): `seeding(latent [1, C, h, w])` is called once the queue
         is built with queue slot 0 (base frame 0 at the lowest noise level, as the fork) and must make the model
         condition on it from then on (the caller embeds it as an image; the core only decides when and on what).
@@ -373,6 +375,11 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor 
                 model = lambda x, t, _mix=mix: eps_model(x, t, _mix)
             step_noise = noise("step", i, (options.queue_length, *frame_shape)) if stochastic else None
             denoise_windows(queue, model, schedule, timesteps, indices, options, step_noise)
+            if not torch.isfinite(queue).all():
+                raise FifoError(
+                    f"the model output turned non-finite (NaN or inf) at iteration {i} of {iterations} (output frame "
+                    f"{i - options.warmup}): nothing more can be sampled from this queue. Check cfg, eta and the "
+                    f"model's dtype (fp16 can overflow); a state file keeps the state before this iteration")
             popped = queue[options.head:options.head + 1].clone()
             if i >= options.warmup:
                 output[i - options.warmup] = popped[0].to(output.device)

@@ -84,6 +84,11 @@ def _short(values) -> str:
     return ", ".join(map(str, values)) if len(values) <= 6 else f"{values[0]}, {values[1]}, ..., {values[-1]}"
 
 
+def temporary_state_path(path: str) -> str:
+    """The temporary file `save_state` writes before renaming it to `path` (this process's id in the name)."""
+    return f"{path}.{os.getpid()}.tmp"
+
+
 def save_state(path: str, state: FifoState) -> None:
     """Write `state` to `path` atomically (temporary file, fsync, rename). Raises OSError if it cannot be
     written; the previous file at `path` is then unchanged."""
@@ -97,7 +102,7 @@ def save_state(path: str, state: FifoState) -> None:
                 "settings": json.dumps(state.settings)}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
+    temporary = temporary_state_path(path)
     try:
         save_file(tensors, temporary, metadata=metadata)
         descriptor = os.open(temporary, os.O_RDONLY)

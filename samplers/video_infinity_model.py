@@ -228,9 +228,13 @@ class VideoInfinityRuntime:
             return out.unflatten(0, (chunks, stop - start, f))
 
         outputs = transport.run(clips, work, x.device, signature=(rows, chunks, f) + tuple(x.shape[1:]))
-        if len(outputs) == 1:
-            return outputs[0].flatten(0, 2)
-        return torch.cat(outputs, dim=1).flatten(0, 2)
+        out = outputs[0].flatten(0, 2) if len(outputs) == 1 else torch.cat(outputs, dim=1).flatten(0, 2)
+        if not torch.isfinite(out).all():
+            step = float(timesteps.max()) if torch.is_tensor(timesteps) else timesteps
+            raise VideoInfinityError(
+                f"the model output turned non-finite (NaN or inf) at the sampling step with timestep {step:.0f} "
+                f"({clips} clips of {f} frames): check cfg and the model's dtype (fp16 can overflow)")
+        return out
 
     # -- device replicas ----------------------------------------------------------------------------
     def replica(self, unet, device):

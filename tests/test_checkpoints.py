@@ -68,7 +68,13 @@ def test_truncated_files_give_clear_errors(tmp_path, tiny_checkpoint, state_dict
     torch.save({"state_dict": state_dict}, ckpt)
     cut = tmp_path / "truncated.ckpt"
     cut.write_bytes(ckpt.read_bytes()[:100_000])
-    with pytest.raises(convert.CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(convert.CheckpointError, match="truncated zip archive .*fetch the file again"):
+        convert.load_state_dict(str(cut))
+
+    legacy = tmp_path / "legacy.ckpt"           # the pre-zip pickle format, cut short: a reason is always given
+    torch.save({"state_dict": state_dict}, legacy, _use_new_zipfile_serialization=False)
+    cut.write_bytes(legacy.read_bytes()[:100_000])
+    with pytest.raises(convert.CheckpointError, match=r"truncated or corrupt\?\): \S"):
         convert.load_state_dict(str(cut))
 
     with pytest.raises(convert.CheckpointError, match="not found"):
@@ -121,9 +127,13 @@ def test_empty_video_latent_shapes_and_size_errors(host):
     node = host.NODE_CLASS_MAPPINGS["VideoCrafterEmptyVideoLatent"]
     latent = node.execute(512, 320, 16).result[0]["samples"]
     assert latent.shape == (16, 4, 40, 64)
-    message = node.validate_inputs(width=500, height=320, frames=16)
+    message = node.validate_inputs(width=500, height=320)
     assert "width = 500" in message and "448 or 512" in message
-    assert node.validate_inputs(width=512, height=320, frames=16) is True
+    assert "width = 0 is outside its range: use a number from 64 to 4096" in node.validate_inputs(width=0, height=320)
+    assert node.validate_inputs(width=512, height=320) is True
+    assert node.validate_inputs(width=None, height=320) is True          # a linked input: checked when it runs
+    with pytest.raises(ValueError, match="frames = 0 is outside its range"):
+        node.execute(512, 320, 0)
 
 
 def test_fps_conditioning_reaches_the_unet(host, tiny_model):
@@ -137,3 +147,22 @@ def test_fps_conditioning_reaches_the_unet(host, tiny_model):
     assert torch.equal(extra["fps"].process_cond(batch_size=16, device="cpu").cond, torch.full((16,), 24.0))
     default = model.extra_conds(cross_attn=tagged[0][0], noise=torch.zeros(16, 4, 8, 16), device="cpu")
     assert torch.equal(default["fps"].process_cond(batch_size=16, device="cpu").cond, torch.full((16,), 8.0))
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors"])
+def test_empty_files_say_they_are_empty(tmp_path, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    with pytest.raises(convert.CheckpointError, match=r"is empty \(0 bytes\).*fetch the file again"):
+        convert.load_state_dict(str(empty))
+
+
+def test_random_bytes_are_not_called_a_pickle(tmp_path):
+    """A file that is neither a zip archive nor a pickle (random bytes, an HTML page saved as .ckpt) says so,
+    instead of being reported as a pickle that needs code."""
+    for name, data in (("random.ckpt", bytes(range(7, 256)) * 40), ("page.ckpt", b"<!DOCTYPE html><html>")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(convert.CheckpointError, match="neither a PyTorch checkpoint .* nor a pickle") as error:
+            convert.load_state_dict(str(path))
+        assert "execute" not in str(error.value)

@@ -256,12 +256,22 @@ def test_loaded_models_estimate_fifo_memory_for_one_window_batch(host, monkeypat
 def test_bad_node_inputs_give_clear_errors(host, setup, reference):
     nodes = host.NODE_CLASS_MAPPINGS
     all_in_one, sampler = nodes["FIFOSamplerAllInOne"], nodes["FIFOSampler"]
-    assert "frames N = 0" in all_in_one.validate_inputs(frames=0)
-    assert "video_length f = 15 is odd" in sampler.validate_inputs(video_length=15, lookahead=True)
-    assert sampler.validate_inputs(video_length=15, lookahead=False) is True
-    assert "num_partitions n = 0" in all_in_one.validate_inputs(num_partitions=0)
+    # validators name only what ComfyUI's own per-input range check misses: NaN / inf, and sizes
     assert "width = 100" in all_in_one.validate_inputs(width=100)
-    assert all_in_one.validate_inputs(frames=5, width=512, height=320) is True
+    assert "width = 0 is outside its range" in all_in_one.validate_inputs(width=0)
+    assert "cfg = nan is not a finite number" in all_in_one.validate_inputs(cfg=float("nan"))
+    assert "eta = 5.0 is outside its range: use a number from 0.0 to 1.0" in sampler.validate_inputs(eta=5.0)
+    assert all_in_one.validate_inputs(width=512, height=320, cfg=12.0, eta=1.0) is True
+    assert all_in_one.validate_inputs(width=None, height=None, cfg=None, eta=None) is True     # linked inputs
+    # rules across inputs, and the ranges of linked inputs, when the node runs (before any sampling)
+    with pytest.raises(ValueError, match="video_length f = 15 is odd"):
+        sampler.execute(**sampler_inputs(video_length=15, lookahead=True))
+    sampler.execute(**sampler_inputs(video_length=15, lookahead=False))
+    with pytest.raises(ValueError, match="num_partitions = 0 is outside its range"):
+        sampler.execute(**sampler_inputs(num_partitions=0))
+    with pytest.raises(ValueError, match="frames = 1000000000 is outside its range"):
+        all_in_one.execute(setup["model"], setup["positive"], setup["negative"], 10 ** 9, setup["width"],
+                           setup["height"], 0, setup["cfg"], 8, 1, True, 0.0, 0, "official", 8)
 
     base = {"samples": torch.zeros(12, *setup["frame_shape"])}
     with pytest.raises(ValueError, match="base clip has 12 frames but video_length f = 16"):
@@ -341,13 +351,20 @@ def test_multi_prompt_example_writes_the_scheduled_video_over_http(server):
 
 
 def test_bad_fifo_inputs_are_refused_over_http(server):
-    for inputs, words in ((dict(frames=0), "frames N = 0"), (dict(video_length=15), "video_length f = 15 is odd"),
-                          (dict(num_partitions=0), "num_partitions n = 0")):
+    """Out-of-range integers get ComfyUI's own per-input error (HTTP 400); NaN and sizes get ours (HTTP 400);
+    a rule across inputs (odd f with lookahead) fails the node when it runs, before any sampling."""
+    for inputs, name, words in ((dict(frames=0), "frames", "smaller than min of 1"),
+                                (dict(num_partitions=0), "num_partitions", "smaller than min of 1"),
+                                (dict(width=0), "width", "width = 0 is outside its range"),
+                                (dict(cfg="NaN"), "cfg", "cfg = nan is not a finite number")):
         response = server.post_prompt(fifo_prompt(**{"frames": 4, **inputs}))
         assert response.status_code == 400, inputs
         errors = response.json()["node_errors"]["4"]
         assert errors["class_type"] == "FIFOSamplerAllInOne"
         assert words in str(errors["errors"]), errors
+        assert name in {error["extra_info"]["input_name"] for error in errors["errors"]}
+    entry = server.wait(server.queue(fifo_prompt(frames=4, video_length=15)), timeout=120)
+    assert entry["status"]["status_str"] == "error" and "video_length f = 15 is odd" in str(entry["status"])
 
 
 def test_interrupt_stops_fifo_and_the_server_answers_the_next_prompt(server):

@@ -223,3 +223,29 @@ def test_resuming_an_unseeded_state_with_seeding_is_refused():
     assert states[0].seed_latent is None
     with pytest.raises(FifoStateError, match="without latent seeding"):
         seeded_run(12, resume=states[0])
+
+
+def test_a_non_finite_model_output_stops_at_its_iteration_with_the_state_kept(full_run):
+    """A model whose output turns NaN mid-run stops the run with FifoError naming the iteration (no black frames
+    written on), and the state before that iteration is handed to on_state: resuming gives the same frames."""
+    calls = {"n": 0}
+    toy = child.ToyEps(child.OPTIONS.video_length)
+    broken_at = WARMUP + 12                              # iteration at which the model starts returning NaN
+    iteration = {"now": -1}
+
+    def on_frame(i, iterations, popped):
+        iteration["now"] = i
+
+    def eps(x, timesteps, mix=None):
+        calls["n"] += 1
+        out = toy(x, timesteps, mix)
+        return out * float("nan") if iteration["now"] + 1 >= broken_at else out
+
+    states = []
+    with pytest.raises(fifo.FifoError, match=f"non-finite .* at iteration {broken_at} of .*output frame 12"):
+        fifo.fifo_generate(eps, 40, child.FRAME_SHAPE, child.OPTIONS, fifo.GeneratorNoise(child.SEED),
+                           on_state=states.append, on_frame=on_frame)
+    assert states[-1].iteration == broken_at and states[-1].frames_done == 12
+    assert torch.equal(states[-1].frames, full_run[:12])
+    assert torch.isfinite(states[-1].queue).all()
+    assert torch.equal(child.run(40, resume=states[-1]), full_run)

@@ -196,7 +196,9 @@ def test_node_refuses_bad_inputs(host, tiny_model):
     assert node.validate_inputs(decoder_levels="all", start_percent=0.0, end_percent=1.0) is True
     assert "not a level number" in node.validate_inputs(decoder_levels="top", start_percent=0.0, end_percent=1.0)
     assert "must not be after" in node.validate_inputs(decoder_levels="all", start_percent=0.6, end_percent=0.5)
-    assert "outside 0..1" in node.validate_inputs(decoder_levels="all", start_percent=-0.1, end_percent=0.5)
+    assert "start_percent = -0.1 is outside its range: use a number from 0.0 to 1.0" in node.validate_inputs(
+        decoder_levels="all", start_percent=-0.1, end_percent=0.5)
+    assert "weight = nan is not a finite number" in node.validate_inputs(weight=float("nan"))
     with pytest.raises(ValueError, match="Weighted Q-Cache: decoder_levels: level 3 has no attention"):
         node.execute(tiny_model[0], 0.9, "attn1", "temporal", "3", 0.0, 1.0)
 

@@ -100,7 +100,7 @@ def test_a_fresh_run_keeps_the_state_file_it_would_replace(host, tmp_path, monke
     old = FifoState(iteration=9000, queue=torch.zeros(2, 4, 1, 1), frames=torch.ones(3, 4, 1, 1), noise_state=None)
     save_state(state_file.path, old)
     new = FifoState(iteration=1, queue=torch.zeros(2, 4, 1, 1), frames=torch.zeros(0, 4, 1, 1), noise_state=None)
-    write = state_file.writer()
+    write = state_file.writer(final_iteration=9)
     write(new)
     write(new)
     assert load_state(str(tmp_path / "runs" / "long.previous.safetensors")).iteration == 9000
@@ -108,5 +108,47 @@ def test_a_fresh_run_keeps_the_state_file_it_would_replace(host, tmp_path, monke
     with pytest.raises(ValueError, match="resume is on but state_file is empty"):
         make_state_file("", 16, True)
     (tmp_path / "blocked").write_text("a file where the folder should be")
-    with pytest.raises(ValueError, match="state_file: cannot write FIFO states"):
-        make_state_file("blocked/state", 16, False).check_writable()
+    with pytest.raises(ValueError, match="state_file: cannot write the FIFO state"):
+        make_state_file("blocked/state", 16, False)
+
+
+@pytest.mark.parametrize("name, words", [("x\u0000y", "NUL|null"), ("n" * 300, "too long"),
+                                         ("../..", "nothing is left of the name"), ("/", "nothing is left")])
+def test_state_file_names_the_file_system_refuses_are_refused_before_sampling(host, tmp_path, monkeypatch,
+                                                                              name, words):
+    """The exact file is created and removed once when the node runs: a NUL character, a 300-character name or
+    nothing left after dropping '..' and absolute parts is an error naming state_file; nothing is left behind."""
+    import folder_paths
+    from fifo_infinity.nodes.fifo import make_state_file
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
+    with pytest.raises(ValueError, match=f"state_file.*({words})"):
+        make_state_file(name, 16, False)
+    assert not [f for _, _, files in os.walk(tmp_path) for f in files]
+
+
+def test_a_failed_periodic_write_goes_on_and_a_failed_final_write_rescues_the_frames(host, tmp_path, monkeypatch):
+    """Any error of a periodic write (not only OSError) is logged and sampling goes on; a failed final write fails
+    the run naming state_file, with every frame saved under fifo_state_rescued/ in the output folder."""
+    import folder_paths
+    import torch
+    from fifo_infinity.nodes import fifo as fifo_nodes
+    from fifo_infinity.samplers.fifo_state import FifoState, save_state
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
+    state_file = fifo_nodes.make_state_file("runs/failing", 16, False)
+    target = state_file.path
+
+    def failing_save(path, state):
+        if path == target:
+            raise RuntimeError("disk said no")          # e.g. a SafetensorError: not an OSError
+        save_state(path, state)
+    monkeypatch.setattr(fifo_nodes, "save_state", failing_save)
+    write = state_file.writer(final_iteration=10)
+    state = FifoState(iteration=5, queue=torch.zeros(2, 4, 1, 1), frames=torch.ones(3, 4, 1, 1), noise_state=None)
+    write(state)                                         # periodic: logged, no exception
+    final = FifoState(iteration=10, queue=torch.zeros(2, 4, 1, 1), frames=torch.ones(7, 4, 1, 1), noise_state=None)
+    with pytest.raises(ValueError, match="state_file: the final state could not be written .*disk said no.*"
+                                         "all 7 frames is saved instead") as error:
+        write(final)
+    rescued = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "fifo_state_rescued") for f in files]
+    assert len(rescued) == 1 and rescued[0] in str(error.value)
+    assert torch.equal(load_state(rescued[0]).frames, final.frames)

@@ -322,8 +322,14 @@ def test_context_node_defaults_are_the_official_config(host):
     defaults = {name: spec[1]["default"] for name, spec in required.items()}
     assert node.execute(**defaults).result[0].as_dict() == VideoInfinityOptions().as_dict()
     assert defaults["frames_per_clip"] == 24 and defaults["padding"] == 8 and defaults["global_frames"] == 16
-    message = node.validate_inputs(**dict(defaults, frames_per_clip=10))
-    assert isinstance(message, str) and "smaller than 2 * padding" in message
+    with pytest.raises(ValueError, match=r"smaller than 2 \* padding"):      # a rule across inputs: when it runs
+        node.execute(**dict(defaults, frames_per_clip=10))
+    assert "attn_scale = inf is not a finite number" in node.validate_inputs(attn_scale=float("inf"))
+    assert "local_phase_local_bias = 1000000.0 is outside its range" in node.validate_inputs(
+        local_phase_local_bias=1e6)
+    with pytest.raises(ValueError, match="local_phase_t = 5000 is outside its range"):   # linked ints, when it runs
+        node.execute(**dict(defaults, local_phase_t=5000))
+    assert node.validate_inputs(**{k: v for k, v in defaults.items() if isinstance(v, float)}) is True
 
 
 def test_apply_node_validates_devices(host):

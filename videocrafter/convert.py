@@ -24,8 +24,17 @@ IMAGE_PROJECTION_PREFIX = "image_proj_model."
 DEEPSPEED_PREFIX = "_forward_module."
 
 
+ZIP_MAGIC = b"PK\x03\x04"   # torch.save's default format since PyTorch 1.6
+PICKLE_PROTOCOL = b"\x80"    # the first byte of a protocol 2+ pickle (the legacy torch.save format)
+
+
 class CheckpointError(ValueError):
     """A file that is not a usable VideoCrafter checkpoint; the message says why."""
+
+
+def _reason(error: BaseException) -> str:
+    """The error's text, or its type when the text is empty (EOFError() from a cut pickle has none)."""
+    return str(error).strip() or type(error).__name__
 
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -35,26 +44,40 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     accepting `{"state_dict": sd}` (Lightning), `{"module": sd}` (DeepSpeed, `_forward_module.` prefix
     stripped, as the official `load_model_checkpoint`) or a flat dict.
 
-    Raises CheckpointError for a missing, truncated or corrupt file, or a pickle that needs code execution.
+    Raises CheckpointError saying what the file is: missing, empty (0 bytes), neither a zip archive nor a
+    pickle, a truncated zip archive, a truncated or corrupt file, or a pickle that needs code execution.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
     name = os.path.basename(path)
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"{name} is empty (0 bytes): the download or copy did not finish; fetch the file again")
     if path.endswith(".safetensors"):
         import safetensors.torch
         try:
             return safetensors.torch.load_file(path, device="cpu")
         except Exception as error:  # safetensors raises its own SafetensorError for bad headers
-            raise CheckpointError(f"{name} is not a readable safetensors file (truncated or corrupt?): {error}") from error
+            raise CheckpointError(f"{name} is not a readable safetensors file (truncated or corrupt?): "
+                                  f"{_reason(error)}") from error
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{name} is a truncated zip archive ({size} bytes, its end is missing): the "
+                                  f"download or copy did not finish; fetch the file again")
+    elif head[:1] != PICKLE_PROTOCOL:
+        raise CheckpointError(f"{name} is neither a PyTorch checkpoint (a zip archive) nor a pickle (it starts with "
+                              f"bytes {head.hex(' ')}): not a model file; a .ckpt must be the release's model.ckpt")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{name} was refused: it holds Python objects that loading would have to execute "
-            f"(weights-only loading rejected it: {str(error).splitlines()[0]}). Convert it to .safetensors "
+            f"(weights-only loading rejected it: {_reason(error).splitlines()[0]}). Convert it to .safetensors "
             f"in an environment you trust.") from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{name} could not be read (truncated or corrupt?): {error}") from error
+        raise CheckpointError(f"{name} could not be read (truncated or corrupt?): {_reason(error)}") from error
     if not isinstance(data, dict):
         raise CheckpointError(f"{name} holds a {type(data).__name__}, not a state dict")
     if isinstance(data.get("state_dict"), dict):

@@ -1,0 +1,89 @@
+"""Declared ranges always hold: the checks every validator of the pack runs on the inputs it names.
+
+ComfyUI skips its own min/max checks for every input a node's `validate_inputs` names (core `execution.py`
+`validate_inputs`), and its range check lets NaN through (comparisons with NaN are false). So a validator
+calls `check_declared` for the inputs it names: the range the node declares, finite floats, and for pixel
+sizes a multiple of 64. Linked inputs reach a validator as None (their value exists only at execution; both
+v0.3.75 and v0.33 pass None) and are skipped; `require_declared` runs the same checks at execution, where the
+values of linked inputs are known. DESIGN.md decision 14.
+
+ComfyUI shows a validator's message under every input the validator names, so validators name only the
+inputs they must check (the floats, the sizes, the inputs of cross-input rules); every other input keeps
+ComfyUI's own per-input range check.
+"""
+
+from __future__ import annotations
+
+import math
+
+SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
+
+
+def size_error(name: str, value: int) -> str | None:
+    """None if `value` pixels is a size VideoCrafter2's UNet can take (a positive multiple of 64), else a message
+    with the nearest valid sizes."""
+    if value >= SIZE_MULTIPLE and value % SIZE_MULTIPLE == 0:
+        return None
+    low = max(SIZE_MULTIPLE, value // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    high = max(2 * SIZE_MULTIPLE, (value // SIZE_MULTIPLE + 1) * SIZE_MULTIPLE)
+    return (f"{name} = {value} pixels cannot be used: VideoCrafter2's UNet downsamples the latent three times, so "
+            f"{name} must be a positive multiple of {SIZE_MULTIPLE} pixels. Nearest valid values: {low} or {high}.")
+
+
+def declared_inputs(node_class) -> dict[str, tuple[str, dict]]:
+    """{input name: (type, options)} as the node declares them (V1 `INPUT_TYPES` form, which V3 nodes give too)."""
+    declared = {}
+    for section in node_class.INPUT_TYPES().values():
+        if not isinstance(section, dict):
+            continue
+        for name, entry in section.items():
+            kind = entry[0] if isinstance(entry, (list, tuple)) else entry
+            options = entry[1] if isinstance(entry, (list, tuple)) and len(entry) > 1 and isinstance(entry[1], dict) else {}
+            declared[name] = ("COMBO" if isinstance(kind, list) else kind, options)
+    return declared
+
+
+def _range_text(options: dict) -> str:
+    low, high = options.get("min"), options.get("max")
+    if low is not None and high is not None:
+        return f"from {low} to {high}"
+    if low is not None:
+        return f"of at least {low}"
+    return f"of at most {high}" if high is not None else "a finite number"
+
+
+def input_error(name: str, value, kind: str, options: dict, size: bool = False) -> str | None:
+    """The message for one widget value against its declaration (None if it holds)."""
+    if kind not in ("INT", "FLOAT"):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} = {value!r} is not a number: use a number {_range_text(options)}"
+    if kind == "FLOAT" and not math.isfinite(value):
+        return f"{name} = {value} is not a finite number: use a number {_range_text(options)}"
+    low, high = options.get("min"), options.get("max")
+    if (low is not None and value < low) or (high is not None and value > high):
+        return f"{name} = {value} is outside its range: use a number {_range_text(options)}"
+    if size:
+        return size_error(name, value)
+    return None
+
+
+def check_declared(node_class, values: dict, sizes: tuple[str, ...] = ()) -> str | None:
+    """The message of the first input in `values` ({name: widget value or None}) that breaks the node's
+    declaration, or None. `sizes`: inputs that are pixel sizes (positive multiples of 64)."""
+    declared = declared_inputs(node_class)
+    for name, value in values.items():
+        if value is None or name not in declared:
+            continue
+        kind, options = declared[name]
+        message = input_error(name, value, kind, options, size=name in sizes)
+        if message:
+            return message
+    return None
+
+
+def require_declared(node_class, values: dict, sizes: tuple[str, ...] = ()) -> None:
+    """`check_declared` at execution (linked inputs have values there); raises ValueError with its message."""
+    message = check_declared(node_class, values, sizes)
+    if message:
+        raise ValueError(message)
