@@ -131,3 +131,33 @@ def test_prefixes_stay_inside_the_output_folder_and_the_server_goes_on(server, m
     outside = [path for path in (os.path.join(server.output_dir, "..", "..", "escape"), "/tmp/escape_absolute")
                if os.path.exists(path)]
     assert not outside, outside
+
+
+def test_queued_prompts_finish_in_order_and_repeated_runs_keep_memory_flat(server):
+    """What held and must keep holding: 5 prompts queued at once all finish, in the order queued; 20 runs back to
+    back leave the server's resident memory flat (growth from the 5th to the 20th run under 64 MiB)."""
+    import psutil
+    from test_server import tiny_clip_prompt
+
+    def clip(seed):
+        prompt = tiny_clip_prompt(frames=8, steps=2)
+        prompt["5"]["inputs"]["seed"] = seed
+        return prompt
+
+    ids = [server.queue(clip(seed)) for seed in range(100, 105)]
+    starts = []
+    for prompt_id in ids:
+        entry = server.wait(prompt_id, timeout=600)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        starts.append(next(data["timestamp"] for event, data in entry["status"]["messages"]
+                           if event == "execution_start"))
+    assert starts == sorted(starts)
+    process = psutil.Process(server.process.pid)
+    resident = []
+    for seed in range(200, 220):
+        entry = server.wait(server.queue(clip(seed)), timeout=600)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        resident.append(process.memory_info().rss)
+    growth = (resident[-1] - resident[4]) / 2 ** 20
+    print(f"\n[bad input] server RSS after runs 5 / 20: {resident[4] / 2 ** 20:.0f} / {resident[-1] / 2 ** 20:.0f} MiB")
+    assert growth < 64, growth
