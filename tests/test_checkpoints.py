@@ -166,3 +166,20 @@ def test_random_bytes_are_not_called_a_pickle(tmp_path):
         with pytest.raises(convert.CheckpointError, match="neither a PyTorch checkpoint .* nor a pickle") as error:
             convert.load_state_dict(str(path))
         assert "execute" not in str(error.value)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_text_tower_depth_any_from_two_layers(host, state_dict, manifest, layers):
+    """The penultimate layer is defined for any tower of 2 layers or more (ComfyUI refuses layer_idx -2 for
+    two); a 1-layer tower has none and is refused with a clear message."""
+    from fifo_infinity.videocrafter import loader
+    prefix = convert.TEXT_PREFIX + "transformer.resblocks."
+    text = {k[len(convert.TEXT_PREFIX):]: v for k, v in state_dict.items() if k.startswith(convert.TEXT_PREFIX)
+            and not (k.startswith(prefix) and int(k[len(prefix):].split(".")[0]) >= layers)}
+    if layers < 2:
+        with pytest.raises(convert.CheckpointError, match="has 1 layer: .*penultimate layer.*at least 2"):
+            loader.build_clip(text, heads=manifest["text_encoder"]["heads"])
+        return
+    clip = loader.build_clip(text, heads=manifest["text_encoder"]["heads"])
+    embedding = clip.encode_from_tokens(clip.tokenize("a red ball"))
+    assert embedding.shape[1:] == (77, text["token_embedding.weight"].shape[1]) and torch.isfinite(embedding).all()

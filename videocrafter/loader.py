@@ -60,8 +60,11 @@ class _SizedClipH(comfy.text_encoders.sd2_clip.SD2ClipHModel):
     hf_config: dict = {}
 
     def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+        # The penultimate layer as a positive index (layers - 2): ComfyUI asserts |layer_idx| < layers, which -2
+        # breaks for a 2-layer tower although "penultimate" is well defined there (build_clip refuses 1 layer).
         comfy.sd1_clip.SDClipModel.__init__(
-            self, device=device, layer="hidden", layer_idx=-2, textmodel_json_config=dict(self.hf_config), dtype=dtype,
+            self, device=device, layer="hidden", layer_idx=self.hf_config["num_hidden_layers"] - 2,
+            textmodel_json_config=dict(self.hf_config), dtype=dtype,
             special_tokens={"start": 49406, "end": 49407, "pad": 0}, return_projected_pooled=True,
             model_options=model_options)
 
@@ -71,6 +74,10 @@ def build_clip(text_sd: dict, heads: int | None = None, embedding_directory=None
     """CLIP from the OpenCLIP text tower state dict (`cond_stage_model.model.*`, prefix removed).
     `disable_dynamic` reaches hosts whose CLIP takes it (v0.33); older hosts have only the plain patcher."""
     size = convert.infer_text_config(text_sd, heads)
+    if size["layers"] < 2:
+        raise convert.CheckpointError(
+            f"the text encoder has {size['layers']} layer: VideoCrafter conditions on the output of the penultimate "
+            f"layer, so the text tower needs at least 2 (VideoCrafter2's OpenCLIP ViT-H has 24)")
     te_sd = comfy.utils.clip_text_transformers_convert(dict(text_sd), "", "")
     if size["projection_dim"] != size["width"]:
         # ComfyUI's projection is square; VideoCrafter never uses it (penultimate hidden states, no pooling).
