@@ -79,9 +79,10 @@ def tiny_i2v(host, i2v_reference_dir, i2v_manifest):
     from fifo_infinity.videocrafter.image_encoder import build_image_encoder
     from fifo_infinity.videocrafter.loader import load_videocrafter
     vision, resampler = i2v_manifest["vision"], i2v_manifest["resampler"]
-    # text heads are not in i2v_manifest.json: the text tower has vc2_tiny's layout (2 heads of 32), which
-    # test_i2v's text-embedding test checks against the fixture's own embeddings
-    text_heads = i2v_manifest.get("text_heads", 2)
+    # text heads are not stored in the weights; i2v_manifest.json may give them ("text_heads"), else the fixture
+    # protocol's one head width for its tiny towers (the vision tower's "head_width"), which test_i2v's text
+    # parity test checks against the fixture's own embeddings
+    text_heads = i2v_manifest.get("text_heads") or i2v_manifest["text_width"] // i2v_manifest["vision"]["head_width"]
     model, clip, vae, parts = load_videocrafter(os.path.join(i2v_reference_dir, "tiny_vc1_i2v.safetensors"),
                                                 text_heads=text_heads, dtype=torch.float32)
     encoder = build_image_encoder(parts, vision_heads=vision["width"] // vision["head_width"],

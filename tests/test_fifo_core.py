@@ -104,7 +104,7 @@ class FixtureNoise:
 
 # ---------------------------------------------------------------- schedule
 
-def test_schedule_buffers_match_the_checkpoint(stages):
+def test_parity_schedule_buffers(stages):
     assert torch.equal(ddim.alphas_cumprod(), stages["schedule.alphas_cumprod"])
     assert torch.equal(ddim.rescale_table(), stages["schedule.scale_arr"])
 
@@ -128,7 +128,7 @@ def test_ddim_grid_matches_the_spec_table():
 
 
 @pytest.mark.parametrize("eta", [0, 1])
-def test_queue_levels_match(reference, settings, eta):
+def test_parity_queue_levels(reference, settings, eta):
     options = settings["options"]
     timesteps, indices = fifo.queue_levels(options, ddim.DDIMSchedule.build(options.steps, float(eta)))
     assert torch.equal(timesteps, reference[f"fifo.eta{eta}.timesteps"])
@@ -151,7 +151,7 @@ def test_window_table_of_the_default_settings():
 # ---------------------------------------------------------------- parity with the official code
 
 @pytest.mark.parametrize("eta", [0, 1])
-def test_queue_init_matches(reference, settings, eta):
+def test_parity_queue_init(reference, settings, eta):
     options = settings["options"]
     built = fifo.init_queue(to_frames(reference[f"base.eta{eta}.latents"]), ddim.DDIMSchedule.build(options.steps, eta),
                             options, to_frames(reference[f"fifo.eta{eta}.init_noise"]))
@@ -163,7 +163,7 @@ def test_queue_init_matches(reference, settings, eta):
 
 
 @pytest.mark.parametrize("eta", [0, 1])
-def test_base_clip_matches(reference, settings, model, eta):
+def test_parity_base_clip(reference, settings, model, eta):
     """VideoCrafter2's own DDIM with its rescale schedule, eta and recorded step noise."""
     options = settings["options"]
     s = ddim.DDIMSchedule.build(options.steps, float(eta))
@@ -180,23 +180,64 @@ def test_base_clip_matches(reference, settings, model, eta):
     assert error <= RELATIVE_TOLERANCE * scale
 
 
+def within_tolerance(got, expected):
+    """The parity criterion of full samplings: max |got - expected| <= RELATIVE_TOLERANCE x max |expected|."""
+    return got.shape == expected.shape and \
+        (got - expected).abs().max().item() <= RELATIVE_TOLERANCE * expected.abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def core_runs(reference, settings, model):
+    """{eta: (every iteration's popped head frame, the N output frames)} of the core replaying the fixture's
+    base clip and recorded noise (one run per eta, shared by the parity and discrimination tests)."""
+    runs = {}
+    for eta in (0, 1):
+        options = fifo.FifoOptions(video_length=settings["options"].video_length,
+                                   num_partitions=settings["options"].num_partitions,
+                                   lookahead=settings["options"].lookahead, eta=float(eta))
+        popped = []
+        output = fifo.fifo_sample(model, to_frames(reference[f"base.eta{eta}.latents"]), settings["frames"],
+                                  options, FixtureNoise(reference, eta),
+                                  on_frame=lambda i, total, frame: popped.append(frame))
+        runs[eta] = (torch.cat(popped), output)
+    return runs
+
+
 @pytest.mark.parametrize("eta", [0, 1])
-def test_fifo_popped_latents_match(reference, settings, model, eta):
+def test_parity_fifo_popped_latents(reference, settings, core_runs, eta):
     """The full run: every iteration's popped head frame (warm-up included) and the N kept frames."""
-    options = fifo.FifoOptions(video_length=settings["options"].video_length,
-                               num_partitions=settings["options"].num_partitions,
-                               lookahead=settings["options"].lookahead, eta=float(eta))
-    popped = []
-    output = fifo.fifo_sample(model, to_frames(reference[f"base.eta{eta}.latents"]), settings["frames"], options,
-                              FixtureNoise(reference, eta), on_frame=lambda i, total, frame: popped.append(frame))
+    popped, output = core_runs[eta]
     expected = to_frames(reference[f"fifo.eta{eta}.popped"])
-    popped = torch.cat(popped)
     assert popped.shape == expected.shape
     error, scale = (popped - expected).abs().max().item(), expected.abs().max().item()
     worst = (popped - expected).abs().flatten(1).max(1).values
     report(f"popped eta{eta} ({len(popped)} iterations; worst at iteration {int(worst.argmax())})", error, scale)
     assert error <= RELATIVE_TOLERANCE * scale
-    assert torch.equal(output, popped[options.warmup:])
+    assert torch.equal(output, popped[settings["options"].warmup:])
+
+
+def test_parity_fixture_discriminates_fifo_mistakes(reference, settings, model, core_runs):
+    """The comparisons above tell right from wrong: each of these mistakes fails them.
+    - a one-slot shift (the frame one iteration, i.e. one queue slot, early or late);
+    - a wrong DDIM level (every level one timestep lower, t - 1, when the queue is built);
+    - a missing rescale (the base clip by plain DDIM instead of VideoCrafter2's rescaled one)."""
+    options = settings["options"]
+    for eta in (0, 1):
+        popped, _ = core_runs[eta]
+        expected = to_frames(reference[f"fifo.eta{eta}.popped"])
+        assert within_tolerance(popped, expected)
+        assert not within_tolerance(popped[1:], expected[:-1]) and not within_tolerance(popped[:-1], expected[1:])
+    sched = ddim.DDIMSchedule.build(options.steps, 0.0)
+    base = to_frames(reference["base.eta0.latents"])
+    noise = to_frames(reference["fifo.eta0.init_noise"])
+    expected = to_frames(reference["fifo.eta0.queue_init"])
+    assert within_tolerance(fifo.init_queue(base, sched, options, noise), expected)
+    shifted = ddim.DDIMSchedule.build(timesteps=(sched.timesteps - 1).clamp(min=0), eta=0.0)
+    assert not within_tolerance(fifo.init_queue(base, shifted, options, noise), expected)
+    x_T = to_frames(reference["base.eta0.x_T"])
+    expected = to_frames(reference["base.eta0.latents"])
+    assert within_tolerance(ddim.sample_base_clip(model, x_T, sched, rescale=True), expected)
+    assert not within_tolerance(ddim.sample_base_clip(model, x_T, sched, rescale=False), expected)
 
 
 def run_iterations(model, reference, base, options, iterations):

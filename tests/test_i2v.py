@@ -14,6 +14,15 @@ import torch
 TOLERANCE = 1e-4
 
 
+@pytest.fixture(scope="module")
+def sizes(i2v_manifest):
+    """Token counts and widths of the fixture: OpenCLIP's 77 text tokens (the official constant, the pack's
+    TEXT_TOKENS), the Resampler's queries and the text width from i2v_manifest.json."""
+    from fifo_infinity.videocrafter.image_attention import TEXT_TOKENS
+    queries = i2v_manifest["resampler"]["num_queries"]
+    return dict(text=TEXT_TOKENS, queries=queries, context=TEXT_TOKENS + queries, width=i2v_manifest["text_width"])
+
+
 def to_frames(video):
     return video[0].transpose(0, 1)
 
@@ -56,7 +65,7 @@ def test_loader_recognises_the_i2v_layout(tiny_i2v, i2v_manifest):
     # every checkpoint UNet key is used, none is missing (to_k_ip / to_v_ip included)
     assert set(unet.state_dict()) == set(parts["unet"])
     assert sum(".to_k_ip." in k for k in parts["unet"]) == len(spatial)
-    assert encoder.token_count == i2v_manifest["resampler"]["num_queries"] == 16
+    assert encoder.token_count == i2v_manifest["resampler"]["num_queries"]
 
 
 def test_text_to_video_checkpoint_has_no_image_encoder(tiny_model):
@@ -85,7 +94,7 @@ def test_real_size_image_encoder_on_the_meta_device(host):
     assert round((visual + unused) / 1e6, 1) == 683.8
 
 
-def test_text_embeddings_match(tiny_i2v, reference, i2v_manifest):
+def test_parity_text_embeddings(tiny_i2v, reference, i2v_manifest):
     clip = tiny_i2v[1]
     for index, prompt in enumerate(i2v_manifest["prompts"]):
         embedding = clip.encode_from_tokens(clip.tokenize(prompt))
@@ -94,7 +103,7 @@ def test_text_embeddings_match(tiny_i2v, reference, i2v_manifest):
 
 # --- the image encoder ---------------------------------------------------------------------------------------
 
-def test_visual_tower_is_comfyuis_clip_vision_and_matches(tiny_i2v, reference):
+def test_parity_visual_tower_is_comfyuis_clip_vision(tiny_i2v, reference):
     """ComfyUI's CLIPVision, fed the converted OpenCLIP keys, gives all tokens of the last block before ln_post."""
     import comfy.clip_model
     encoder = tiny_i2v[4]
@@ -104,13 +113,13 @@ def test_visual_tower_is_comfyuis_clip_vision_and_matches(tiny_i2v, reference):
     assert report("embedder.tokens", tokens, reference["embedder.tokens"]) < TOLERANCE
 
 
-def test_resampler_tokens_match(tiny_i2v, reference):
+def test_parity_resampler_tokens(tiny_i2v, reference):
     tokens = tiny_i2v[4].encode_official(reference["image"])
     assert tokens.shape == reference["image_proj.tokens"].shape
     assert report("image_proj.tokens", tokens, reference["image_proj.tokens"]) < TOLERANCE
 
 
-def test_unconditional_grey_image_tokens_match(tiny_i2v, reference):
+def test_parity_unconditional_grey_image_tokens(tiny_i2v, reference):
     assert report("uncond_image.tokens", tiny_i2v[4].unconditional_tokens(), reference["uncond_image.tokens"]) < TOLERANCE
 
 
@@ -128,42 +137,42 @@ def test_resize_matches_kornias_antialiased_bicubic(size):
 # --- the UNet with image cross-attention ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("branch", ["cond", "uncond"])
-def test_unet_output_matches_with_both_contexts(tiny_i2v, reference, branch):
+def test_parity_unet_output_with_both_contexts(tiny_i2v, reference, sizes, branch):
     context = reference["unet.context" if branch == "cond" else "unet.uncond_context"]
     expected = to_frames(reference["unet.eps_frames" if branch == "cond" else "unet.eps_frames_uncond"])
-    assert context.shape[1] == 77 + 16
+    assert context.shape[1] == sizes["context"]
     assert report(f"unet.eps_frames ({branch})", unet_eps(tiny_i2v[0], reference, context), expected) < TOLERANCE
 
 
-def test_image_tokens_change_the_output(tiny_i2v, reference):
-    """The image attention is active: without image tokens (77) the output differs; text-only works."""
+def test_image_tokens_change_the_output(tiny_i2v, reference, sizes):
+    """The image attention is active: without image tokens (text tokens only) the output differs; text-only works."""
     with_image = unet_eps(tiny_i2v[0], reference, reference["unet.context"])
-    text_only = unet_eps(tiny_i2v[0], reference, reference["unet.context"][:, :77])
+    text_only = unet_eps(tiny_i2v[0], reference, reference["unet.context"][:, :sizes["text"]])
     assert torch.isfinite(text_only).all()
     assert not torch.allclose(with_image, text_only, atol=1e-3)
 
 
 # --- the conditioning node -------------------------------------------------------------------------------------
 
-def test_conditioning_node_appends_image_and_grey_tokens(host, tiny_i2v, reference):
+def test_parity_conditioning_node_appends_image_and_grey_tokens(host, tiny_i2v, reference, sizes):
     node = host.NODE_CLASS_MAPPINGS["FIFOInfinityImageToVideoConditioning"]
-    text = reference["text.embeddings"]
-    positive = [[text[1:2], {"pooled_output": torch.zeros(1, 64)}]]
+    text, n = reference["text.embeddings"], sizes["text"]
+    positive = [[text[1:2], {"pooled_output": torch.zeros(1, sizes["width"])}]]
     negative = [[text[0:1], {}]]
     pos, neg = node.execute(positive, negative, tiny_i2v[4], comfy_image(reference)).result
-    assert pos[0][0].shape == neg[0][0].shape == (1, 77 + 16, 64)
-    assert torch.equal(pos[0][0][:, :77], text[1:2]) and torch.equal(neg[0][0][:, :77], text[0:1])
+    assert pos[0][0].shape == neg[0][0].shape == (1, sizes["context"], sizes["width"])
+    assert torch.equal(pos[0][0][:, :n], text[1:2]) and torch.equal(neg[0][0][:, :n], text[0:1])
     assert report("node positive", pos[0][0], reference["unet.context"]) < TOLERANCE
     assert report("node negative", neg[0][0], reference["unet.uncond_context"]) < TOLERANCE
-    assert "pooled_output" in pos[0][1] and positive[0][0].shape[1] == 77          # inputs not mutated
+    assert "pooled_output" in pos[0][1] and positive[0][0].shape[1] == n          # inputs not mutated
 
 
-def test_conditioning_node_cuts_long_prompts_to_77_text_tokens(host, tiny_i2v, reference):
+def test_conditioning_node_cuts_long_prompts_to_77_text_tokens(host, tiny_i2v, reference, sizes):
     node = host.NODE_CLASS_MAPPINGS["FIFOInfinityImageToVideoConditioning"]
-    long_text = torch.cat([reference["text.embeddings"][1:2]] * 2, dim=1)               # 154 tokens
+    long_text = torch.cat([reference["text.embeddings"][1:2]] * 2, dim=1)               # 2 x 77 tokens
     pos, _ = node.execute([[long_text, {}]], [[reference["text.embeddings"][0:1], {}]], tiny_i2v[4],
                           comfy_image(reference)).result
-    assert pos[0][0].shape[1] == 77 + 16
+    assert pos[0][0].shape[1] == sizes["context"]
 
 
 def test_conditioning_node_needs_an_image_encoder(host, tiny_model, reference):
@@ -173,20 +182,20 @@ def test_conditioning_node_needs_an_image_encoder(host, tiny_model, reference):
         node.execute(conditioning, conditioning, None, comfy_image(reference))
 
 
-def test_loader_node_returns_the_image_encoder(host, i2v_reference_dir, tiny_checkpoint):
+def test_loader_node_returns_the_image_encoder(host, i2v_reference_dir, tiny_checkpoint, sizes):
     import folder_paths
     folder_paths.add_model_folder_path("checkpoints", i2v_reference_dir)
     folder_paths.add_model_folder_path("checkpoints", os.path.dirname(tiny_checkpoint))
     loader = host.NODE_CLASS_MAPPINGS["VideoCrafterCheckpointLoader"]
     assert loader.RETURN_TYPES[3] == "VIDEOCRAFTER_IMAGE_ENCODER"
     model, clip, vae, encoder = loader.execute("tiny_vc1_i2v.safetensors").result
-    assert encoder is not None and encoder.token_count == 16
+    assert encoder is not None and encoder.token_count == sizes["queries"]
     assert model.model.model_config.unet_config["image_cross_attention"] is True
     assert loader.execute("tiny_vc2.safetensors").result[3] is None
 
 
-def test_conditions_and_samples_with_the_stock_ksampler(host, tiny_i2v, reference):
-    """Through ComfyUI's KSampler the UNet receives 77 + 16 tokens on both CFG branches."""
+def test_conditions_and_samples_with_the_stock_ksampler(host, tiny_i2v, reference, sizes):
+    """Through ComfyUI's KSampler the UNet receives the text and image tokens on both CFG branches."""
     model = tiny_i2v[0].clone()
     seen = []
 
@@ -203,7 +212,7 @@ def test_conditions_and_samples_with_the_stock_ksampler(host, tiny_i2v, referenc
     out = getattr(sampler, sampler.FUNCTION)(model, 3, 2, 7.5, "euler", "normal", positive, negative,
                                              {"samples": torch.zeros(frames, 4, h, w)})[0]["samples"]
     assert out.shape == (frames, 4, h, w) and torch.isfinite(out).all()
-    assert seen and set(seen) == {77 + 16}
+    assert seen and set(seen) == {sizes["context"]}
 
 
 # --- composition with the Q-cache ----------------------------------------------------------------------------

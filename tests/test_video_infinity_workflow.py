@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import PACK_DIR, comfy_root, load_api_workflow
 
 FRAMES_PER_CLIP, CLIPS = 4, 3
-SAMPLING_RELATIVE_TOLERANCE = 1e-4      # whole samplings at CFG 12 (latents reach ~300), as tests/test_loader_parity.py
+SAMPLING_RELATIVE_TOLERANCE = 1e-4      # whole samplings at CFG 12 (latents reach ~300), as tests/test_loader.py
 
 
 def tiny_prompt(steps=3, frames=FRAMES_PER_CLIP * CLIPS, devices=""):

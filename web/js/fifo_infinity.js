@@ -1,12 +1,17 @@
 // FIFO-Infinity browser extension: one colour scheme for the pack's nodes, and a live view of the FIFO queue
-// fed by the server's "fifo_infinity.queue" messages (see nodes/fifo_progress.py).
+// fed by the server's "fifo_infinity.queue" messages (see nodes/fifo_progress.py). The view is a display-only
+// DOM widget (display_widget.js), so it shows in the classic canvas and in the Vue "Nodes 2.0" renderer.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
+import { addDisplayWidget } from "./display_widget.js";
 
 const PACK_CATEGORY = "FIFO-Infinity";
 const COLORS = { color: "#2a3f5f", bgcolor: "#1c2a3f" };
 const QUEUE_EVENT = "fifo_infinity.queue";
-const queueViews = new Map();   // node id (string) -> view state
+const QUEUE_WIDGET = "fifo_queue_view";
+const VIEW_HEIGHT = 100;
+const queueStates = new Map();   // node id (string) -> the latest queue message for it
+const queueViews = new Set();    // { node, view } of every queue view
 
 function isPackNode(nodeData) {
   return typeof nodeData?.category === "string" && nodeData.category.startsWith(PACK_CATEGORY);
@@ -20,23 +25,22 @@ function formatSeconds(seconds) {
 
 // Draws one bar per queue slot (height = noise level, timestep / 999), the windows being denoised,
 // and a line of text: frames done / total, estimated time left.
-function drawQueue(ctx, node, widgetWidth, y, state) {
-  const margin = 10, height = 70, width = widgetWidth - 2 * margin;
-  ctx.save();
+function drawQueue(ctx, width, state) {
+  const margin = 4, height = VIEW_HEIGHT - 30, inner = width - 2 * margin;
   ctx.fillStyle = "#0d1420";
-  ctx.fillRect(margin, y, width, height + 22);
+  ctx.fillRect(margin, 0, inner, height + 22);
   const timesteps = state?.timesteps ?? [];
   const slots = timesteps.length;
   if (slots > 0) {
-    const barWidth = width / slots;
+    const barWidth = inner / slots;
     (state.windows ?? []).forEach(([start, end], index) => {
       ctx.fillStyle = index % 2 ? "rgba(255,200,60,0.18)" : "rgba(120,200,255,0.18)";
-      ctx.fillRect(margin + start * barWidth, y, (end - start) * barWidth, height);
+      ctx.fillRect(margin + start * barWidth, 0, (end - start) * barWidth, height);
     });
     timesteps.forEach((t, i) => {
       const level = Math.max(0.02, t / 999);
       ctx.fillStyle = i === state.popped_slot ? "#ffd24a" : `hsl(${210 - 170 * level}, 70%, ${35 + 30 * level}%)`;
-      ctx.fillRect(margin + i * barWidth + 0.5, y + height * (1 - level), Math.max(1, barWidth - 1), height * level);
+      ctx.fillRect(margin + i * barWidth + 0.5, height * (1 - level), Math.max(1, barWidth - 1), height * level);
     });
   }
   ctx.fillStyle = "#dde6f5";
@@ -46,21 +50,23 @@ function drawQueue(ctx, node, widgetWidth, y, state) {
       `   iteration ${state.iteration + 1} / ${state.iterations}` +
       `   left ~${formatSeconds(state.seconds_left)}`
     : "queue: waiting for the sampler";
-  ctx.fillText(text, margin + 4, y + height + 16);
-  ctx.restore();
+  ctx.fillText(text, margin + 4, height + 16);
 }
 
 function addQueueWidget(node) {
-  const widget = {
-    name: "fifo_queue_view",
-    type: "fifo_queue_view",
-    value: null,
-    serialize: false,                 // display only: not saved in the workflow, never part of the prompt
-    options: { serialize: false },
-    draw(ctx, node, widgetWidth, y) { drawQueue(ctx, node, widgetWidth, y, queueViews.get(String(node.id))); },
-    computeSize(width) { return [width, 100]; },
+  const stateOf = () => queueStates.get(String(node.id));
+  const view = addDisplayWidget(node, {
+    name: QUEUE_WIDGET,
+    height: VIEW_HEIGHT,
+    paint: (ctx, width) => drawQueue(ctx, width, stateOf()),
+    signature: () => JSON.stringify(stateOf() ?? null),
+  });
+  queueViews.add({ node, view });
+  const onRemove = view.widget.onRemove;
+  view.widget.onRemove = function () {
+    for (const entry of queueViews) if (entry.node === node) queueViews.delete(entry);
+    return onRemove?.apply(this, arguments);
   };
-  node.addCustomWidget(widget);
   node.setSize([Math.max(node.size[0], 360), node.computeSize()[1]]);
 }
 
@@ -69,9 +75,14 @@ app.registerExtension({
 
   async setup() {
     api.addEventListener(QUEUE_EVENT, ({ detail }) => {
-      queueViews.set(String(detail.node), detail);
-      app.graph?.setDirtyCanvas(true, false);
+      queueStates.set(String(detail.node), detail);
+      for (const { node, view } of queueViews) if (String(node.id) === String(detail.node)) view.refresh();
     });
+  },
+
+  // a workflow being loaded: the last run's queue states belong to the graph it replaces
+  beforeConfigureGraph() {
+    queueStates.clear();
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {

@@ -2,13 +2,16 @@
 // prompts (first to last), one segment per prompt with its text and frame count, the transitions as blends,
 // and the total length in frames and seconds at the fps of the FIFO sampler the chain feeds (8 if it has none).
 // Drag the boundary at the end of a segment to change that prompt's frame count (its node's `frames` widget);
-// the widget is display-only and adds nothing to the saved workflow or the prompt.
+// the widget is display-only and adds nothing to the saved workflow or the prompt. It is a DOM widget
+// (display_widget.js): the same element shows in the classic canvas and in the Vue "Nodes 2.0" renderer, and
+// it repaints itself when the chain changes (another node's frames, a prompt text, a new link).
 import { app } from "../../../scripts/app.js";
+import { addDisplayWidget } from "./display_widget.js";
 
 const SCHEDULE_NODE = "FIFOPromptSchedule";
 const WIDGET = "fifo_prompt_timeline";
 const DEFAULT_FPS = 8;
-const MARGIN = 10, BAR_HEIGHT = 34, HEIGHT = 70, GRAB_PIXELS = 6;
+const MARGIN = 4, BAR_HEIGHT = 34, HEIGHT = 70, GRAB_PIXELS = 6;
 const SEGMENT_COLORS = ["#3d6fb6", "#b6703d", "#4f9a5b", "#8c57b0", "#b0a13d", "#3da5b0"];
 
 function widgetValue(node, name) {
@@ -22,10 +25,11 @@ function inputNode(node, name) {
 
 function targets(node) {
   const out = [];
+  const graph = node?.graph ?? app.graph;
   for (const output of node?.outputs ?? []) {
     for (const linkId of output.links ?? []) {
-      const link = app.graph.links instanceof Map ? app.graph.links.get(linkId) : app.graph.links[linkId];
-      const target = link && app.graph.getNodeById(link.target_id);
+      const link = graph.links instanceof Map ? graph.links.get(linkId) : graph.links[linkId];
+      const target = link && graph.getNodeById(link.target_id);
       if (target) out.push(target);
     }
   }
@@ -77,6 +81,12 @@ function layout(schedule, width) {
   return { perFrame, x: (frame) => MARGIN + frame * perFrame };
 }
 
+// The x position (widget CSS pixels, from its left edge) of frame `frame` of the chain through `node` in a
+// timeline `width` pixels wide.
+export function frameX(node, frame, width) {
+  return layout(collectSchedule(node), width).x(frame);
+}
+
 function clipText(ctx, text, width) {
   if (ctx.measureText(text).width <= width) return text;
   let cut = text;
@@ -84,89 +94,94 @@ function clipText(ctx, text, width) {
   return cut.length > 1 ? cut + "…" : "";
 }
 
-function drawTimeline(ctx, node, widgetWidth, y) {
-  const schedule = collectSchedule(node);
-  const { perFrame, x } = layout(schedule, widgetWidth);
-  ctx.save();
+function drawTimeline(ctx, node, width, schedule) {
+  const { perFrame, x } = layout(schedule, width);
   ctx.fillStyle = "#0d1420";
-  ctx.fillRect(MARGIN, y, widgetWidth - 2 * MARGIN, HEIGHT);
+  ctx.fillRect(MARGIN, 0, width - 2 * MARGIN, HEIGHT);
   ctx.font = "11px sans-serif";
   schedule.segments.forEach((segment, index) => {
-    const left = x(segment.start), width = segment.frames * perFrame;
+    const left = x(segment.start), segmentWidth = segment.frames * perFrame;
     ctx.fillStyle = SEGMENT_COLORS[index % SEGMENT_COLORS.length];
     ctx.globalAlpha = segment.node === node.id ? 1.0 : 0.55;
-    ctx.fillRect(left, y + 4, Math.max(1, width - 1), BAR_HEIGHT);
+    ctx.fillRect(left, 4, Math.max(1, segmentWidth - 1), BAR_HEIGHT);
     if (segment.transition > 0 && index > 0) {   // the blend from the previous prompt over `transition` frames
       const previous = SEGMENT_COLORS[(index - 1) % SEGMENT_COLORS.length];
       const blend = ctx.createLinearGradient(left, 0, left + segment.transition * perFrame, 0);
       blend.addColorStop(0, previous);
       blend.addColorStop(1, SEGMENT_COLORS[index % SEGMENT_COLORS.length]);
       ctx.fillStyle = blend;
-      ctx.fillRect(left, y + 4, Math.min(width - 1, segment.transition * perFrame), BAR_HEIGHT);
+      ctx.fillRect(left, 4, Math.min(segmentWidth - 1, segment.transition * perFrame), BAR_HEIGHT);
     }
     ctx.globalAlpha = 1.0;
     ctx.fillStyle = "#ffffff";
-    ctx.fillText(clipText(ctx, segment.text, width - 6), left + 3, y + 18);
-    ctx.fillText(clipText(ctx, `${segment.frames} f`, width - 6), left + 3, y + 32);
+    ctx.fillText(clipText(ctx, segment.text, segmentWidth - 6), left + 3, 18);
+    ctx.fillText(clipText(ctx, `${segment.frames} f`, segmentWidth - 6), left + 3, 32);
     ctx.fillStyle = "#ffd24a";                  // the draggable boundary at the segment's end
-    ctx.fillRect(left + width - 2, y + 4, 2, BAR_HEIGHT);
+    ctx.fillRect(left + segmentWidth - 2, 4, 2, BAR_HEIGHT);
   });
   ctx.fillStyle = "#dde6f5";
   ctx.font = "12px sans-serif";
   const source = schedule.fps_from_sampler ? "" : " (no sampler fps: default)";
   ctx.fillText(`${schedule.segments.length} prompts · ${schedule.total} frames · ` +
-               `${schedule.seconds.toFixed(1)} s at ${schedule.fps} fps${source}`, MARGIN + 4, y + HEIGHT - 12);
-  ctx.restore();
+               `${schedule.seconds.toFixed(1)} s at ${schedule.fps} fps${source}`, MARGIN + 4, HEIGHT - 12);
 }
 
-// Index of the segment whose end boundary is under `x` (widget coordinates), or -1.
+// Index of the segment whose end boundary is under `x` (widget CSS pixels), or -1.
 export function boundaryAt(node, x, widgetWidth) {
   const schedule = collectSchedule(node);
-  const { perFrame, x: toX } = layout(schedule, widgetWidth);
+  const { x: toX } = layout(schedule, widgetWidth);
   return schedule.segments.findIndex((s) => Math.abs(toX(s.start + s.frames) - x) <= GRAB_PIXELS);
 }
 
-function setFrames(nodeId, frames) {
-  const target = app.graph.getNodeById(nodeId);
+function setFrames(graph, nodeId, frames) {
+  const target = graph.getNodeById(nodeId);
   const widget = target?.widgets?.find((w) => w.name === "frames");
-  if (!widget || widget.value === frames) return;
+  if (!widget) return;
+  const { min, max } = widget.options ?? {};
+  if (typeof max === "number") frames = Math.min(frames, max);
+  if (typeof min === "number") frames = Math.max(frames, min);
+  if (widget.value === frames) return;
   widget.value = frames;
   widget.callback?.(frames, app.canvas, target);
-  app.graph.setDirtyCanvas(true, true);
+  target.setDirtyCanvas?.(true, true);
 }
 
 function addTimelineWidget(node) {
-  const widget = {
-    name: WIDGET,
-    type: WIDGET,
-    value: null,
-    serialize: false,                 // display only: not saved in the workflow, never part of the prompt
-    options: { serialize: false },
-    drag: null,
-    draw(ctx, node, widgetWidth, y) { this.width = widgetWidth; drawTimeline(ctx, node, widgetWidth, y); },
-    computeSize(width) { return [width, HEIGHT + 4]; },
-    mouse(event, pos, node) {
-      const type = event.type;
-      if (type === "pointerdown" || type === "mousedown") {
-        const width = this.width ?? node.size[0];
-        const index = boundaryAt(node, pos[0], width);
-        if (index < 0) return false;
-        const schedule = collectSchedule(node);
-        const segment = schedule.segments[index];
-        this.drag = { node: segment.node, start: segment.start, perFrame: layout(schedule, width).perFrame };
-        return true;
-      }
-      if (!this.drag) return false;
-      if (type === "pointermove" || type === "mousemove" || type === "pointerup" || type === "mouseup") {
-        const frames = Math.max(1, Math.round((pos[0] - MARGIN) / this.drag.perFrame - this.drag.start));
-        setFrames(this.drag.node, frames);
-        if (type === "pointerup" || type === "mouseup") this.drag = null;
-        return true;
-      }
+  let drag = null;   // { node, start, perFrame, pointer } while a boundary is being dragged
+  const onPointer = (event, x, y, view) => {
+    const width = view.element.clientWidth;
+    if (event.type === "pointerdown") {
+      if (event.button !== 0) return false;
+      const index = boundaryAt(node, x, width);
+      if (index < 0) return false;
+      const schedule = collectSchedule(node);
+      const segment = schedule.segments[index];
+      drag = { node: segment.node, start: segment.start, perFrame: layout(schedule, width).perFrame, pointer: event.pointerId };
+      view.canvas.setPointerCapture?.(event.pointerId);
+      return true;
+    }
+    if (!drag) {
+      if (event.type === "pointermove") view.canvas.style.cursor = boundaryAt(node, x, width) >= 0 ? "ew-resize" : "";
       return false;
-    },
+    }
+    if (event.type !== "pointercancel") {   // a cancelled drag keeps the frames of its last move
+      setFrames(node.graph ?? app.graph, drag.node, Math.max(1, Math.round((x - MARGIN) / drag.perFrame - drag.start)));
+      view.refresh();
+    }
+    if (event.type === "pointerup" || event.type === "pointercancel") {
+      view.canvas.releasePointerCapture?.(drag.pointer);
+      drag = null;
+    }
+    return true;
   };
-  node.addCustomWidget(widget);
+  addDisplayWidget(node, {
+    name: WIDGET,
+    height: HEIGHT + 4,
+    paint: (ctx, width) => drawTimeline(ctx, node, width, collectSchedule(node)),
+    signature: () => JSON.stringify(collectSchedule(node)),
+    follow: true,
+    onPointer,
+  });
   node.setSize([Math.max(node.size[0], 420), node.computeSize()[1]]);
 }
 
@@ -174,7 +189,7 @@ app.registerExtension({
   name: "fifo_infinity.prompt_timeline",
 
   async setup() {
-    window.fifoInfinity = { ...(window.fifoInfinity ?? {}), collectSchedule, boundaryAt };
+    window.fifoInfinity = { ...(window.fifoInfinity ?? {}), collectSchedule, boundaryAt, frameX };
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {

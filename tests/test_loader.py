@@ -1,4 +1,5 @@
-"""Parity of our VideoCrafter2 model inside a real ComfyUI against the official code's outputs.
+"""Our VideoCrafter2 model inside a real ComfyUI: parity with the official code's outputs (`test_parity_*`),
+and what the parity tests cannot see (batching, the rescale switch, attention patches).
 
 Fixtures: $FIFO_REFERENCE_DIR (default ../shared/reference/vc2_tiny), sizes from its manifest.json.
 Tolerances (issue 2): forward passes 1e-4 absolute in fp32; full samplings 1e-4 x max|reference|.
@@ -29,7 +30,7 @@ def sampling_reference(reference_dir):
     return safetensors.torch.load_file(os.path.join(reference_dir, "fifo.safetensors"))
 
 
-def test_config_inferred_from_state_dict(tiny_model, manifest):
+def test_parity_config_inferred_from_state_dict(tiny_model, manifest):
     from fifo_infinity.videocrafter.convert import infer_unet_config
     config = infer_unet_config(tiny_model[3]["unet"])
     expected = manifest["unet"]
@@ -42,7 +43,7 @@ def test_config_inferred_from_state_dict(tiny_model, manifest):
     assert config["transformer_depth"] == expected["transformer_depth"]
 
 
-def test_text_embeddings_match(tiny_model, stages, manifest):
+def test_parity_text_embeddings(tiny_model, stages, manifest):
     clip = tiny_model[1]
     for index, prompt in enumerate(manifest["prompts"]):
         tokens = clip.tokenize(prompt)
@@ -55,7 +56,7 @@ def test_text_embeddings_match(tiny_model, stages, manifest):
 
 
 @pytest.mark.parametrize("mode", ["video", "frames"])
-def test_unet_forward_matches(tiny_model, stages, mode):
+def test_parity_unet_forward(tiny_model, stages, mode):
     """One timestep per video and one per frame (FIFO's diagonal mode), called as ComfyUI calls the UNet."""
     unet = tiny_model[0].model.diffusion_model
     x = to_frames(stages["unet.x"])
@@ -82,7 +83,7 @@ def test_unet_batched_cond_uncond(tiny_model, stages):
     assert not torch.allclose(double[x.shape[0]:], single, atol=1e-3)
 
 
-def test_vae_decode_matches(tiny_model, stages, manifest):
+def test_parity_vae_decode(tiny_model, stages, manifest):
     vae = tiny_model[2]
     decoded = vae.decode(to_frames(stages["vae.z"]) / manifest["scale_factor"])     # [T, H, W, 3] in 0..1, clamped
     reference = ((to_frames(stages["vae.decoded"]).permute(0, 2, 3, 1) + 1) / 2).clamp(0, 1)
@@ -91,7 +92,7 @@ def test_vae_decode_matches(tiny_model, stages, manifest):
     assert error < FORWARD_TOLERANCE
 
 
-def test_schedule_buffers_match(stages):
+def test_parity_schedule_buffers(stages):
     from fifo_infinity.videocrafter.model_base import alphas_cumprod_float32, rescale_table
     assert torch.equal(alphas_cumprod_float32(), stages["schedule.alphas_cumprod"])
     assert torch.equal(rescale_table(), stages["schedule.scale_arr"])
@@ -108,13 +109,9 @@ class FixedNoise:
         return self.noise.clone()
 
 
-def test_base_ddim_eta0_through_comfyui_sampler(host, tiny_model, stages, sampling_reference, manifest):
-    """VideoCrafter2's own 64-step DDIM (eta 0, rescale) == ComfyUI's SamplerCustomAdvanced + euler on our sigmas.
-
-    Sigmas: sigma~(tau_{S-1}) ... sigma~(tau_0) on the official grid linspace(0, 999, S).round(); the final
-    VP latent is s_0 sqrt(a_0) X (DESIGN decision 4).
-    """
-    model = tiny_model[0]
+def base_ddim_through_comfyui(host, model, stages, sampling_reference, manifest):
+    """ComfyUI's SamplerCustomAdvanced + euler on our sigmas of the official grid, from the fixture's x_T:
+    the VP latents `[f, 4, h, w]` to compare with `base.eta0.latents`."""
     sampling = model.get_model_object("model_sampling")
     steps = manifest["fifo"]["ddim_steps"]
     grid = torch.linspace(0, 999, steps).round().long()
@@ -129,15 +126,38 @@ def test_base_ddim_eta0_through_comfyui_sampler(host, tiny_model, stages, sampli
     sampler = mappings["KSamplerSelect"].execute("euler").result[0]
     latent = {"samples": torch.zeros_like(x_T)}
     out = mappings["SamplerCustomAdvanced"].execute(FixedNoise(x_T), guider, sampler, sigmas, latent).result[0]
-
     model_space = model.model.process_latent_in(out["samples"])                          # X at sigma~(tau_0)
-    scale_0 = sampling.scales[0] * sampling.alphas_cumprod[0].sqrt()
-    latents = model_space * scale_0
+    return model_space * sampling.scales[0] * sampling.alphas_cumprod[0].sqrt()
+
+
+def test_parity_base_ddim_eta0_through_comfyui_sampler(host, tiny_model, stages, sampling_reference, manifest):
+    """VideoCrafter2's own 64-step DDIM (eta 0, rescale) == ComfyUI's SamplerCustomAdvanced + euler on our sigmas.
+
+    Sigmas: sigma~(tau_{S-1}) ... sigma~(tau_0) on the official grid linspace(0, 999, S).round(); the final
+    VP latent is s_0 sqrt(a_0) X (DESIGN decision 4).
+    """
+    latents = base_ddim_through_comfyui(host, tiny_model[0], stages, sampling_reference, manifest)
     reference = to_frames(sampling_reference["base.eta0.latents"])
     error = (latents - reference).abs().max().item()
     largest = reference.abs().max().item()
     print(f"base DDIM eta 0 via SamplerCustomAdvanced: max abs error {error:.3g} on values up to {largest:.3g}")
     assert error < SAMPLING_RELATIVE_TOLERANCE * largest
+
+
+def test_parity_fixture_discriminates_loader_mistakes(host, tiny_model, tiny_checkpoint, stages, sampling_reference,
+                                                      manifest):
+    """The comparisons above tell right from wrong: the model sampling without VideoCrafter2's rescale, and the
+    text encoder's last layer instead of the penultimate, each fail them."""
+    from fifo_infinity.videocrafter.loader import load_videocrafter
+    plain = load_videocrafter(tiny_checkpoint, rescale=False, text_heads=manifest["text_encoder"]["heads"],
+                              dtype=torch.float32)[0]
+    latents = base_ddim_through_comfyui(host, plain, stages, sampling_reference, manifest)
+    reference = to_frames(sampling_reference["base.eta0.latents"])
+    assert (latents - reference).abs().max().item() > SAMPLING_RELATIVE_TOLERANCE * reference.abs().max().item()
+    clip = tiny_model[1].clone()
+    clip.clip_layer(-1)
+    last = clip.encode_from_tokens(clip.tokenize(manifest["prompts"][1]))
+    assert (last[0] - stages["text.embeddings"][1]).abs().max().item() > FORWARD_TOLERANCE
 
 
 def test_rescale_switch_gives_plain_eps_sampling(tiny_model):
@@ -172,7 +192,7 @@ def test_spatial_attention_patches_fire(tiny_model, stages):
         return optimized_attention(q, k, v, extra_options["n_heads"]) * 0.5
 
     model.set_model_attn1_patch(attn1_patch)
-    model.set_model_attn2_replace(attn2_replace, "output", 11)
+    model.set_model_attn2_replace(attn2_replace, "output", len(model.model.diffusion_model.output_blocks) - 1)
     unet = model.model.diffusion_model
     x = to_frames(stages["unet.x"])
     options = model.model_options["transformer_options"]
