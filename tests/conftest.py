@@ -90,6 +90,18 @@ def tiny_i2v(host, i2v_reference_dir, i2v_manifest):
     return model, clip, vae, parts, encoder
 
 
+def fixture_manifest() -> dict:
+    """The reference manifest, for plain helper functions (fixtures use `manifest`)."""
+    with open(os.path.join(_find_reference("FIFO_REFERENCE_DIR", "vc2_tiny"), "manifest.json")) as f:
+        return json.load(f)
+
+
+def frame_size() -> tuple[int, int]:
+    """(width, height) in pixels of the reference latent (manifest `latent_hw` x 8): a size the tiny model takes."""
+    h, w = fixture_manifest()["latent_hw"]
+    return 8 * w, 8 * h
+
+
 def comfy_root():
     root = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH")
     if not root:

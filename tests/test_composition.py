@@ -17,7 +17,8 @@ def conds(reference_dir):
 
 
 def sample(host, model, conds, frames=16, steps=2):
-    latent = {"samples": torch.zeros(frames, 4, 8, 16)}
+    from conftest import fixture_manifest
+    latent = {"samples": torch.zeros(frames, 4, *fixture_manifest()["latent_hw"])}
     return host.NODE_CLASS_MAPPINGS["KSampler"]().sample(model, 7, steps, 12.0, "euler", "normal", conds[0], conds[1],
                                                          latent, 1.0)[0]["samples"]
 

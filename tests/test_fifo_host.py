@@ -7,12 +7,14 @@ reference manifest.
 """
 
 import os
+import sys
 
 import pytest
 import safetensors.torch
 import torch
 
 from fifo_infinity.samplers import fifo, schedule
+from conftest import frame_size
 from test_fifo_core import CfgUNet, to_frames
 
 RELATIVE_TOLERANCE = 1e-4
@@ -34,7 +36,7 @@ def setup(tiny_model, stages, manifest):
     embeddings = stages["text.embeddings"]
     fps = manifest["fifo"]["fps"]
     h, w = manifest["latent_hw"]
-    return dict(model=tiny_model[0], embeddings=embeddings, fps=fps, cfg=manifest["fifo"]["cfg_scale"],
+    return dict(model=tiny_model[0], vae=tiny_model[2], embeddings=embeddings, fps=fps, cfg=manifest["fifo"]["cfg_scale"],
                 positive=[[embeddings[1:2], {"fps": fps}]], negative=[[embeddings[0:1], {"fps": fps}]],
                 frame_shape=(4, h, w), width=w * 8, height=h * 8)
 
@@ -65,6 +67,7 @@ def sampler_inputs(**overrides):
 
 
 def compare(name, got, expected):
+    assert got.shape == expected.shape, (name, tuple(got.shape), tuple(expected.shape))
     error, scale = (got - expected).abs().max().item(), expected.abs().max().item()
     print(f"\n[fifo host] {name}: max abs error {error:.3g}, max |core| {scale:.3g}, relative {error / scale:.3g}")
     assert error <= RELATIVE_TOLERANCE * scale
@@ -127,17 +130,49 @@ def test_all_in_one_with_a_base_clip_matches_the_core(host, setup, reference, mo
     estimate = comfy.sampler_helpers.estimate_memory
     monkeypatch.setattr(comfy.sampler_helpers, "estimate_memory",
                         lambda model, noise_shape, conds: shapes.append(list(noise_shape)) or estimate(model, noise_shape, conds))
-    base = to_frames(reference["base.eta1.latents"])                        # model space, f = 16 frames
-    frames, seed = 20, 5
+    base = to_frames(reference["base.eta1.latents"])                        # model space, f frames
+    f = base.shape[0]
+    frames, seed = f + 4, 5
     node = host.NODE_CLASS_MAPPINGS["FIFOSamplerAllInOne"]
     out = node.execute(setup["model"], setup["positive"], setup["negative"], frames, setup["width"], setup["height"],
-                       seed, setup["cfg"], 16, 1, True, 1.0, 1, "uniform", setup["fps"],
+                       seed, setup["cfg"], f, 1, True, 1.0, 1, "uniform", setup["fps"],
                        base_clip={"samples": setup["model"].model.process_latent_out(base)}).result[0]
-    assert shapes == [[16, *setup["frame_shape"]]], shapes                 # not [20, ...]
-    options = fifo.FifoOptions(16, 1, True, 1.0, window_batch=1, queue_init="uniform")
-    expected = fifo.fifo_sample(core_model(setup, 16), base, frames, options, fifo.GeneratorNoise(seed))
+    assert shapes == [[f, *setup["frame_shape"]]], shapes                  # one window, not all N frames
+    options = fifo.FifoOptions(f, 1, True, 1.0, window_batch=1, queue_init="uniform")
+    expected = fifo.fifo_sample(core_model(setup, f), base, frames, options, fifo.GeneratorNoise(seed))
     assert out["samples"].shape == (frames, *setup["frame_shape"])
     compare("all-in-one eta1 with base clip vs core", setup["model"].model.process_latent_in(out["samples"]), expected)
+
+
+@pytest.mark.parametrize("path, eta", [("SamplerCustomAdvanced", 0), ("all-in-one", 1)])
+def test_parity_fifo_through_comfyui(host, setup, reference, manifest, monkeypatch, path, eta):
+    """The ComfyUI paths at the fixture's own settings (f, n, lookahead, N, cfg, fps from the manifest), from its
+    base clip and with its recorded noise (queue set-up, DDIM step noise, appended frames), against the official
+    popped latents `fifo.eta{eta}.popped` (the N output frames) and their decoded frames `fifo.eta{eta}.frames`."""
+    from test_fifo_core import FixtureNoise
+    settings = manifest["fifo"]
+    f, n, frames = settings["video_length_f"], settings["num_partitions_n"], settings["new_frames_N"]
+    nodes = host.NODE_CLASS_MAPPINGS
+    # the noise source of the FIFO sampler as ComfyUI loaded the pack (its own module copy)
+    monkeypatch.setattr(sys.modules[nodes["FIFOSampler"].__module__], "GeneratorNoise",
+                        lambda seed, device=None: FixtureNoise(reference, eta))
+    model = setup["model"]
+    base = {"samples": model.model.process_latent_out(to_frames(reference[f"base.eta{eta}.latents"]))}
+    if path == "SamplerCustomAdvanced":
+        inputs = sampler_inputs(video_length=f, num_partitions=n, lookahead=settings["lookahead_denoising"],
+                                eta=float(eta), base_clip=base)
+        out, _ = run_custom_advanced(host, setup, inputs, frames, 0)
+    else:
+        out = nodes["FIFOSamplerAllInOne"].execute(model, setup["positive"], setup["negative"], frames, setup["width"],
+                                                   setup["height"], 0, setup["cfg"], f, n,
+                                                   settings["lookahead_denoising"], float(eta), 0, "official",
+                                                   setup["fps"], base_clip=base).result[0]
+    expected = to_frames(reference[f"fifo.eta{eta}.popped"])[-frames:]
+    latents = model.model.process_latent_in(out["samples"])
+    compare(f"{path} eta{eta} vs fifo.eta{eta}.popped", latents, expected)
+    with torch.no_grad():
+        decoded = setup["vae"].first_stage_model.decode(out["samples"].float())     # [-1, 1], not clamped
+    compare(f"{path} eta{eta} decoded vs fifo.eta{eta}.frames", decoded, to_frames(reference[f"fifo.eta{eta}.frames"]))
 
 
 def test_prompt_schedule_matches_the_core(host, setup, reference):
@@ -278,7 +313,7 @@ def test_bad_node_inputs_give_clear_errors(host, setup, reference):
         sampler.execute(**sampler_inputs(video_length=16, base_clip=base))
     wrong_size = {"samples": torch.zeros(8, 4, 4, 4)}
     # errors raised inside ComfyUI come from the pack as ComfyUI loaded it (another module copy): match ValueError
-    with pytest.raises(ValueError, match=r"4x4x4 .* 4x8x16"):
+    with pytest.raises(ValueError, match=r"4x4x4 .* " + "x".join(map(str, setup["frame_shape"]))):
         run_custom_advanced(host, setup, sampler_inputs(base_clip=wrong_size), 2, 0)
     with pytest.raises(ValueError, match=r"set width and height to 32x32"):
         all_in_one.execute(setup["model"], setup["positive"], setup["negative"], 3, setup["width"], setup["height"], 0,
@@ -304,7 +339,8 @@ def fifo_prompt(frames, seed=1, **fifo_inputs):
     from conftest import load_api_workflow
     prompt = load_api_workflow("fifo_long_video.json")
     prompt["1"]["inputs"]["ckpt_name"] = "tiny_vc2.safetensors"
-    prompt["4"]["inputs"].update(frames=frames, width=128, height=64, video_length=8, num_partitions=1, seed=seed)
+    width, height = frame_size()
+    prompt["4"]["inputs"].update(frames=frames, width=width, height=height, video_length=8, num_partitions=1, seed=seed)
     prompt["4"]["inputs"].update(fifo_inputs)
     return prompt
 
@@ -325,7 +361,7 @@ def test_example_workflow_writes_n_frames_over_http(server):
     assert len(files) == 1
     with Image.open(files[0]) as image:
         assert image.n_frames == 5
-        assert image.size == (128, 64)
+        assert image.size == frame_size()
 
 
 def test_multi_prompt_example_writes_the_scheduled_video_over_http(server):

@@ -4,12 +4,14 @@ import copy
 
 from PIL import Image
 
-from conftest import load_api_workflow
+from conftest import frame_size, load_api_workflow
 
 OUR_NODES = ["VideoCrafterCheckpointLoader", "VideoCrafterEmptyVideoLatent"]
 
 
-def tiny_clip_prompt(width=128, height=64, frames=16, steps=8):
+def tiny_clip_prompt(width=None, height=None, frames=16, steps=8):
+    default_width, default_height = frame_size()
+    width, height = width or default_width, height or default_height
     prompt = load_api_workflow("videocrafter2_clip.json")
     prompt["1"]["inputs"]["ckpt_name"] = "tiny_vc2.safetensors"
     prompt["4"]["inputs"].update(width=width, height=height, frames=frames)
@@ -44,7 +46,7 @@ def test_stock_ksampler_clip_writes_16_frames_of_the_requested_size(server):
     assert len(files) == 1
     with Image.open(files[0]) as image:
         assert image.n_frames == 16
-        assert image.size == (128, 64)
+        assert image.size == frame_size()
 
 
 def test_bad_size_is_refused_with_our_node_named(server):

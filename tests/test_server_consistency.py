@@ -2,12 +2,13 @@
 
 from PIL import Image
 
-from conftest import load_api_workflow
+from conftest import frame_size, load_api_workflow
 
 OUR_NODES = ["FIFOInfinityWeightedQCache", "FIFOInfinityImageToVideoConditioning"]
 
 
-def small(prompt, ckpt_name, latent_id, sampler_id, width=128, height=64, frames=16, steps=2):
+def small(prompt, ckpt_name, latent_id, sampler_id, frames=16, steps=2):
+    width, height = frame_size()
     prompt["1"]["inputs"]["ckpt_name"] = ckpt_name
     prompt[latent_id]["inputs"].update(width=width, height=height, frames=frames)
     prompt[sampler_id]["inputs"]["steps"] = steps
@@ -18,7 +19,8 @@ def node_of(prompt, class_type):
     return next(i for i, n in prompt.items() if n["class_type"] == class_type)
 
 
-def run_and_check_frames(server, prompt, frames=16, size=(128, 64)):
+def run_and_check_frames(server, prompt, frames=16, size=None):
+    size = size or frame_size()
     entry = server.wait(server.queue(prompt), timeout=900)
     assert entry["status"]["status_str"] == "success", entry["status"]
     files = server.output_files(entry, node_of(prompt, "SaveAnimatedWEBP"))

@@ -11,7 +11,7 @@ import pytest
 import safetensors.torch
 from PIL import Image
 
-from conftest import PACK_DIR, comfy_root, load_api_workflow
+from conftest import PACK_DIR, comfy_root, frame_size, load_api_workflow
 
 FRAMES_PER_CLIP, CLIPS = 4, 3
 SAMPLING_RELATIVE_TOLERANCE = 1e-4      # whole samplings at CFG 12 (latents reach ~300), as tests/test_loader.py
@@ -20,7 +20,8 @@ SAMPLING_RELATIVE_TOLERANCE = 1e-4      # whole samplings at CFG 12 (latents rea
 def tiny_prompt(steps=3, frames=FRAMES_PER_CLIP * CLIPS, devices=""):
     prompt = load_api_workflow("video_infinity_long_video.json")
     prompt["1"]["inputs"]["ckpt_name"] = "tiny_vc2.safetensors"
-    prompt["6"]["inputs"].update(width=128, height=64, frames=frames)
+    width, height = frame_size()
+    prompt["6"]["inputs"].update(width=width, height=height, frames=frames)
     prompt["7"]["inputs"].update(frames_per_clip=FRAMES_PER_CLIP, padding=2, global_frames=4, conv_context_frames=2)
     prompt["8"]["inputs"]["devices"] = devices
     prompt["12"]["inputs"]["steps"] = steps
@@ -51,7 +52,7 @@ def test_example_workflow_runs_through_the_server(server_run):
     assert len(files) == 1
     with Image.open(files[0]) as image:
         assert image.n_frames == FRAMES_PER_CLIP * CLIPS
-        assert image.size == (128, 64)
+        assert image.size == frame_size()
 
 
 def test_server_refuses_bad_devices_and_reports_bad_lengths(server):
