@@ -167,11 +167,11 @@ def make_state_file(name: str, every: int, resume: bool) -> StateFile | None:
         return None
     if every < 0:
         raise ValueError(f"state_every = {every}: use 0 (only at the end and on interruption) or a frame count")
-    if not [part for part in name.replace("\\", "/").split("/") if part not in ("", ".", "..")]:
+    relative = safe_prefix(name, default=None)
+    if relative is None:
         raise ValueError(f"state_file = {name!r}: nothing is left of the name once '..' and absolute parts are "
                          f"dropped; give a name under the output folder such as fifo_state/my_video")
     import folder_paths
-    relative = safe_prefix(name)
     if not relative.endswith(".safetensors"):
         relative += ".safetensors"
     state = StateFile(os.path.join(folder_paths.get_output_directory(), relative), every, resume)

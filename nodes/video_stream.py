@@ -26,10 +26,11 @@ def crf_for_quality(video_format: str, quality: int) -> int:
     return round(largest * (100 - quality) / 100)
 
 
-def safe_prefix(filename_prefix: str) -> str:
-    """The prefix with absolute roots, '.' and '..' components removed, so it stays inside the output folder."""
+def safe_prefix(filename_prefix: str, default: str | None = "video") -> str | None:
+    """The prefix with absolute roots, '.' and '..' components removed, so it stays inside the output folder;
+    `default` when nothing is left."""
     parts = [p for p in filename_prefix.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-    return "/".join(parts) or "video"
+    return "/".join(parts) or default
 
 
 class StreamingVideoWriter:

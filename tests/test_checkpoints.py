@@ -136,17 +136,20 @@ def test_empty_video_latent_shapes_and_size_errors(host):
         node.execute(512, 320, 0)
 
 
-def test_fps_conditioning_reaches_the_unet(host, tiny_model):
-    """The VideoCrafter FPS node sets the conditioning key the model turns into its per-frame fps input."""
+def test_fps_conditioning_reaches_the_unet(host, tiny_model, manifest):
+    """The VideoCrafter FPS node sets the conditioning key the model turns into its per-frame fps input (8, the
+    official default, when it is not set)."""
     node = host.NODE_CLASS_MAPPINGS["VideoCrafterFPS"]
-    conditioning = [[torch.zeros(1, 77, 64), {}]]
+    frames = manifest["unet"]["temporal_length"]
+    conditioning = [[torch.zeros(1, 77, manifest["unet"]["context_dim"]), {}]]
     tagged = node.execute(conditioning, 24).result[0]
     assert tagged[0][1]["fps"] == 24 and "fps" not in conditioning[0][1]
     model = tiny_model[0].model
-    extra = model.extra_conds(fps=24, cross_attn=tagged[0][0], noise=torch.zeros(16, 4, 8, 16), device="cpu")
-    assert torch.equal(extra["fps"].process_cond(batch_size=16, device="cpu").cond, torch.full((16,), 24.0))
-    default = model.extra_conds(cross_attn=tagged[0][0], noise=torch.zeros(16, 4, 8, 16), device="cpu")
-    assert torch.equal(default["fps"].process_cond(batch_size=16, device="cpu").cond, torch.full((16,), 8.0))
+    noise = torch.zeros(frames, 4, *manifest["latent_hw"])
+    extra = model.extra_conds(fps=24, cross_attn=tagged[0][0], noise=noise, device="cpu")
+    assert torch.equal(extra["fps"].process_cond(batch_size=frames, device="cpu").cond, torch.full((frames,), 24.0))
+    default = model.extra_conds(cross_attn=tagged[0][0], noise=noise, device="cpu")
+    assert torch.equal(default["fps"].process_cond(batch_size=frames, device="cpu").cond, torch.full((frames,), 8.0))
 
 
 @pytest.mark.parametrize("suffix", [".ckpt", ".safetensors"])
