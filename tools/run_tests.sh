@@ -8,4 +8,4 @@ eval "$("$pack_dir/tools/setup_env.sh")"
 export FIFO_PYTHON="$PYTHON" FIFO_COMFYUI_ROOT="$COMFYUI"
 echo "[tests] ComfyUI $COMFYUI_VERSION at $COMFYUI" >&2
 cd "$pack_dir"
-exec "$PYTHON" -m pytest -p no:cacheprovider "${@:-tests}"
+exec "$PYTHON" -m pytest -p no:cacheprovider --durations=15 "${@:-tests}"
