@@ -14,7 +14,7 @@ from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_token
 from ..videocrafter.qcache_patch import ATTENTION_CHOICES, VARIANTS, apply_query_cache
 from .common import ImageEncoder, category
 from .fifo import LatentSeeding, LatentSeedingType
-from .input_checks import check_declared, require_declared
+from .input_checks import PIXEL_SIZES, check_declared, require_declared
 
 log = logging.getLogger("fifo_infinity")
 
@@ -189,11 +189,11 @@ class ImageToFIFOBaseClip(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width=None, height=None):
-        return check_declared(cls, dict(width=width, height=height), ("width", "height")) or True
+        return check_declared(cls, dict(width=width, height=height), PIXEL_SIZES) or True
 
     @classmethod
     def execute(cls, image, vae, video_length: int, width: int, height: int):
-        require_declared(cls, dict(video_length=video_length, width=width, height=height), ("width", "height"))
+        require_declared(cls, dict(video_length=video_length, width=width, height=height), PIXEL_SIZES)
         pixels = image[:1, :, :, :3].movedim(-1, 1)
         pixels = comfy.utils.common_upscale(pixels, width, height, "bilinear", "center").movedim(1, -1)
         latent = vae.encode(pixels)

@@ -44,7 +44,7 @@ from ..samplers.schedule import PromptSchedule, PromptScheduleError
 from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_tokens
 from .common import category
 from .fifo_progress import QueueProgress
-from .input_checks import check_declared, require_declared
+from .input_checks import PIXEL_SIZES as SIZES, check_declared, require_declared
 from .video_stream import safe_prefix
 
 log = logging.getLogger("fifo_infinity")
@@ -468,9 +468,6 @@ class _SeedConds:
 
 
 # ---------------------------------------------------------------------------------------------- nodes
-
-SIZES = ("width", "height")
-
 
 def _option_inputs():
     return [

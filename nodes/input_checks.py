@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
+PIXEL_SIZES = ("width", "height")   # the pack's pixel-size inputs (positive multiples of SIZE_MULTIPLE)
 
 
 def size_error(name: str, value: int) -> str | None:

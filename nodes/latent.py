@@ -8,9 +8,7 @@ import comfy.model_management
 from comfy_api.latest import io
 
 from .common import category
-from .input_checks import check_declared, require_declared
-
-SIZES = ("width", "height")
+from .input_checks import PIXEL_SIZES as SIZES, check_declared, require_declared
 
 class EmptyVideoLatent(io.ComfyNode):
     @classmethod
