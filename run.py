@@ -137,26 +137,20 @@ def main(argv=None) -> int:
 
 
 def _execute(options, output_dir: str, temp_dir: str, rank: int, use_cuda: bool) -> dict:
-    root = os.path.abspath(options.comfyui)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from comfy.cli_args import args as comfy_args
-    comfy_args.cpu = not use_cuda
-    import utils.install_util  # noqa: F401  ComfyUI's `utils` package before nodes.py puts comfy/ first on sys.path
+    import host_bootstrap as bootstrap    # beside this script (sys.path[0]); it puts ComfyUI's root first
+    nodes = bootstrap.import_comfyui(os.path.abspath(options.comfyui), cpu=not use_cuda)
     from utils.extra_config import load_extra_path_config
     import folder_paths
     import execution
-    import nodes
 
     for path in options.extra_model_paths_config:
         load_extra_path_config(path)
     folder_paths.set_output_directory(output_dir)
     folder_paths.set_temp_directory(temp_dir)
 
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=options.load_custom_nodes, init_api_nodes=False))
-    if "ApplyVideoInfinity" not in nodes.NODE_CLASS_MAPPINGS:
-        if not asyncio.run(nodes.load_custom_node(PACK_DIR)):
-            return {"success": False, "errors": ["ComfyUI could not load the pack"]}
+    bootstrap.init_extra_nodes(nodes, custom_nodes=options.load_custom_nodes)
+    if not bootstrap.load_pack(nodes):
+        return {"success": False, "errors": ["ComfyUI could not load the pack"]}
 
     with open(options.workflow) as f:
         prompt = json.load(f)

@@ -3,8 +3,6 @@ and one FIFO sampling through ComfyUI's CFGGuider with the FIFO SAMPLER (the pat
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -12,36 +10,27 @@ import sys
 import time
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+sys.path.append(os.path.join(PACK_DIR, "tools"))
+from pack_bootstrap import bootstrap  # noqa: E402  the pack's host_bootstrap.py
 RESULTS = os.path.join(PACK_DIR, "benchmarks", "results")
 DEFAULT_COMFYUI = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH") or \
     os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75")
 
 
 def reference_dir() -> str:
-    for path in (os.environ.get("FIFO_REFERENCE_DIR"), os.path.join(PACK_DIR, "..", "shared", "reference", "vc2_tiny"),
-                 "/work/shared/reference/vc2_tiny"):
-        if path and os.path.isdir(path):
-            return os.path.abspath(path)
-    raise SystemExit("reference fixtures not found: set FIFO_REFERENCE_DIR")
+    """The vc2_tiny reference fixtures (host_bootstrap.find_reference: $FIFO_REFERENCE_DIR, ../shared/reference/...)."""
+    try:
+        return bootstrap.find_reference("vc2_tiny")
+    except bootstrap.ReferenceNotFound as error:
+        raise SystemExit(str(error)) from None
 
 
 def load_host(comfyui: str):
-    """ComfyUI's `nodes` module (CPU mode, built-in extra nodes) and the pack imported as `fifo_infinity`."""
-    if comfyui not in sys.path:
-        sys.path.insert(0, comfyui)
-    from comfy.cli_args import args
-    args.cpu = True
-    import utils.install_util  # noqa: F401  ComfyUI's `utils` package before nodes.py shadows it
-    import nodes
-    if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
-        asyncio.run(nodes.init_builtin_extra_nodes())
-    if "fifo_infinity" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fifo_infinity", os.path.join(PACK_DIR, "__init__.py"),
-                                                      submodule_search_locations=[PACK_DIR])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fifo_infinity"] = module
-        spec.loader.exec_module(module)
-    return nodes
+    """ComfyUI's `nodes` module (CPU mode, built-in extra nodes) and the pack imported as `fifo_infinity`
+    (not loaded as a custom node: the benchmarks call the pack's code directly)."""
+    return bootstrap.load_host(comfyui, pack=False)
 
 
 class TinyFifo:
@@ -74,7 +63,7 @@ class TinyFifo:
         `unet` / `unet_fifo` (inside the UNet forward: all / during the iterations), `iterations` run."""
         import comfy.patcher_extension
         import comfy.samplers
-        from fifo_infinity.nodes.fifo import FifoSampler, fifo_model, fifo_sigmas
+        from fifo_infinity.bridge.fifo import FifoSampler, fifo_model, fifo_sigmas
         from fifo_infinity.samplers.fifo import FifoOptions
         torch = self.torch
         options = FifoOptions(video_length=video_length, num_partitions=partitions, lookahead=lookahead, eta=eta,

@@ -251,14 +251,14 @@ class Generator:
         from fifo_infinity.samplers import fifo
         patches = None
         if qcache_weight is not None:
-            from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
+            from fifo_infinity.bridge.qcache import apply_query_cache
             patched, _ = apply_query_cache(self.model, qcache_weight, "attn1", "temporal", "all")
             patches = patched.model_options["transformer_options"]["patches"]
         options = fifo.FifoOptions(video_length=CLIP, num_partitions=partitions or self.partitions, lookahead=True,
                                    eta=self.eta, rescale=rescale)
         noise = fifo.GeneratorNoise(seed)
-        return fifo.fifo_generate(self.eps_model(self.encode(prompt), patches), frames,
-                                  (4, self.size // 8, self.size // 8), options, noise)
+        return fifo.fifo_generate(self.eps_model(self.encode(prompt), patches),
+                                  fifo.FifoRun(options, frames, (4, self.size // 8, self.size // 8), noise))
 
     def clips(self, prompt: str, frames: int, seed: int):
         """frames/16 independent clips with VideoCrafter2's DDIM on the same grid (seed, seed+1, ...), concatenated."""
@@ -276,12 +276,12 @@ class Generator:
 
     def video_infinity(self, prompt: str, frames: int, seed: int, steps: int = 25):
         """All frames at once as 16-frame clips under Video-Infinity (Apply Video-Infinity), stock KSampler."""
-        from fifo_infinity.nodes.infinity import ApplyVideoInfinity, VideoInfinityContext
-        inputs = VideoInfinityContext.INPUT_TYPES()["required"]
+        from fifo_infinity.nodes.infinity import FIFOInfinityApplyVideoInfinity, FIFOInfinityVideoInfinityContext
+        inputs = FIFOInfinityVideoInfinityContext.INPUT_TYPES()["required"]
         options = {name: entry[1].get("default") for name, entry in inputs.items()}
         options["frames_per_clip"] = CLIP
-        context = VideoInfinityContext.execute(**options).result[0]
-        model = ApplyVideoInfinity.execute(self.model, context).result[0]
+        context = FIFOInfinityVideoInfinityContext.execute(**options).result[0]
+        model = FIFOInfinityApplyVideoInfinity.execute(self.model, context).result[0]
         return self.ksampler(prompt, seed, steps=steps, frames=frames, model=model)
 
     def ksampler(self, prompt: str, seed: int, steps: int = 25, cfg: float | None = None, frames: int = CLIP,

@@ -24,8 +24,6 @@ Writes benchmarks/results/streaming_save.md (the table and the command that prod
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib.util
 import json
 import os
 import shlex
@@ -47,6 +45,9 @@ METHODS = {
     "stock": "VAEDecode + SaveAnimatedWEBP",
 }
 MIB = 1024 ** 2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fifo_common import bootstrap  # noqa: E402  the pack's host_bootstrap.py
 
 
 def model_path() -> str:
@@ -106,27 +107,17 @@ class PeakRss:
 
 def load_host(comfyui: str):
     """ComfyUI's `nodes` (CPU mode, built-in extra nodes) with the pack loaded by ComfyUI's own loader."""
-    if comfyui not in sys.path:
-        sys.path.insert(0, comfyui)
-    from comfy.cli_args import args
-    args.cpu = True
-    import utils.install_util  # noqa: F401  ComfyUI's top-level `utils` package, before nodes.py shadows it
-    import nodes
-    asyncio.run(nodes.init_builtin_extra_nodes())
-    if "FIFOInfinitySaveVideoStreaming" not in nodes.NODE_CLASS_MAPPINGS:
-        assert asyncio.run(nodes.load_custom_node(PACK_DIR)), "ComfyUI failed to load the pack"
+    nodes = bootstrap.import_comfyui(comfyui)
+    bootstrap.load_builtin_nodes(nodes)
+    if not bootstrap.load_pack(nodes):
+        raise bootstrap.PackLoadError("ComfyUI failed to load the pack")
     return nodes
 
 
 def load_vae(path: str):
     """The checkpoint's VAE through the pack's loader code (only the `first_stage_model.*` tensors are read)."""
     from safetensors import safe_open
-    spec = importlib.util.spec_from_file_location("fifo_infinity", os.path.join(PACK_DIR, "__init__.py"),
-                                                  submodule_search_locations=[PACK_DIR])
-    if "fifo_infinity" not in sys.modules:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fifo_infinity"] = module
-        spec.loader.exec_module(module)
+    bootstrap.register_pack()
     from fifo_infinity.videocrafter.loader import build_vae
     prefix = "first_stage_model."
     with safe_open(path, "pt") as f:

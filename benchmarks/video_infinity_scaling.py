@@ -31,7 +31,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from video_infinity_common import DEFAULT_COMFYUI, PACK_DIR, machine_note, reference_dir, write_section  # noqa: E402
+from fifo_common import bootstrap  # noqa: E402
+from video_infinity_common import DEFAULT_COMFYUI, machine_note, reference_dir, write_section  # noqa: E402
 
 
 def rss_bytes() -> int:
@@ -58,17 +59,9 @@ def peak_since_reset() -> int:
 
 
 def load_pack(comfyui: str):
-    if comfyui not in sys.path:
-        sys.path.insert(0, comfyui)
-    from comfy.cli_args import args
-    args.cpu = True
-    import importlib.util
-    if "fifo_infinity" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fifo_infinity", os.path.join(PACK_DIR, "__init__.py"),
-                                                      submodule_search_locations=[PACK_DIR])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fifo_infinity"] = module
-        spec.loader.exec_module(module)
+    """ComfyUI's `comfy` on sys.path in CPU mode (its `nodes` is not imported) and the pack as `fifo_infinity`."""
+    bootstrap.use_comfyui(comfyui)
+    bootstrap.register_pack()
 
 
 def measure(comfyui: str, f: int, clips: int, latent_hw, repeat: int) -> dict:
@@ -76,8 +69,8 @@ def measure(comfyui: str, f: int, clips: int, latent_hw, repeat: int) -> dict:
     import torch
     load_pack(comfyui)
     import comfy.patcher_extension as extension
-    from fifo_infinity.nodes.infinity import apply_video_infinity
-    from fifo_infinity.samplers.video_infinity import VideoInfinityOptions
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
+    from fifo_infinity.attention.video_infinity import VideoInfinityOptions
     from fifo_infinity.videocrafter.loader import load_videocrafter
     folder = reference_dir()
     with open(os.path.join(folder, "manifest.json")) as handle:

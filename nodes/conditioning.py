@@ -5,14 +5,14 @@ from __future__ import annotations
 import node_helpers
 from comfy_api.latest import io
 
-from .common import category
+from .common import NODE_PREFIX, category
 
 
-class VideoCrafterFPS(io.ComfyNode):
+class FIFOInfinityVideoCrafterFPS(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="VideoCrafterFPS",
+            node_id=f"{NODE_PREFIX}VideoCrafterFPS",
             display_name="VideoCrafter FPS",
             category=category("conditioning"),
             description=("Sets the frames-per-second value VideoCrafter2 is conditioned on (its fps embedding is added "
@@ -31,4 +31,4 @@ class VideoCrafterFPS(io.ComfyNode):
         return io.NodeOutput(node_helpers.conditioning_set_values(conditioning, {"fps": fps}))
 
 
-NODES = [VideoCrafterFPS]
+NODES = [FIFOInfinityVideoCrafterFPS]

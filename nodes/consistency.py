@@ -1,29 +1,25 @@
 """FIFO+ consistency tricks as composable nodes: Weighted Q-Cache, Image to Video Conditioning, FIFO Latent
-Seeding, and a FIFO base clip from one image."""
+Seeding, and a FIFO base clip from one image. The glue is `bridge/qcache.py` and `bridge/consistency.py`, the
+Q-cache itself `attention/qcache.py` (docs/consistency.md)."""
 
 from __future__ import annotations
 
-import logging
-
-import torch
 import comfy.utils
 from comfy_api.latest import io
 
-from ..samplers.qcache import parse_levels
-from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_tokens
-from ..videocrafter.qcache_patch import ATTENTION_CHOICES, VARIANTS, apply_query_cache
-from .common import ImageEncoder, category
-from .fifo import LatentSeeding, LatentSeedingType
-from .input_checks import PIXEL_SIZES, check_declared, require_declared
-
-log = logging.getLogger("fifo_infinity")
+from ..attention.qcache import parse_levels
+from ..bridge.consistency import LatentSeeding, append_image_tokens
+from ..bridge.qcache import ATTENTION_CHOICES, VARIANTS, apply_query_cache
+from ..samplers.fifo import FifoOptions
+from .common import NODE_PREFIX, ImageEncoder, LatentSeedingType, category
+from .inputs import PIXEL_SIZES, check_declared, option_input, require_declared, size_inputs
 
 
-class WeightedQCache(io.ComfyNode):
+class FIFOInfinityWeightedQCache(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="FIFOInfinityWeightedQCache",
+            node_id=f"{NODE_PREFIX}WeightedQCache",
             display_name="Weighted Q-Cache",
             category=category("consistency"),
             description=(
@@ -82,23 +78,11 @@ class WeightedQCache(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
-def append_image_tokens(conditioning, tokens: torch.Tensor, text_tokens: int = TEXT_TOKENS):
-    """Each entry's context becomes its first `text_tokens` text tokens followed by `tokens` `[1, n, C]`."""
-    out = []
-    for context, options in conditioning:
-        if context.shape[1] > text_tokens:
-            log.warning("Image to Video Conditioning: the context has %d tokens; VideoCrafter1 I2V reads the first %d "
-                        "as text (a longer prompt is cut), the rest is replaced by the image tokens",
-                        context.shape[1], text_tokens)
-        out.append([context_with_image_tokens(context, tokens, text_tokens), options.copy()])
-    return out
-
-
-class ImageToVideoConditioning(io.ComfyNode):
+class FIFOInfinityImageToVideoConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="FIFOInfinityImageToVideoConditioning",
+            node_id=f"{NODE_PREFIX}ImageToVideoConditioning",
             display_name="Image to Video Conditioning",
             category=category("conditioning"),
             description=(
@@ -130,11 +114,11 @@ class ImageToVideoConditioning(io.ComfyNode):
         return io.NodeOutput(append_image_tokens(positive, tokens), append_image_tokens(negative, grey))
 
 
-class FIFOLatentSeeding(io.ComfyNode):
+class FIFOInfinityLatentSeeding(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="FIFOInfinityLatentSeeding",
+            node_id=f"{NODE_PREFIX}LatentSeeding",
             display_name="FIFO Latent Seeding",
             category=category("consistency"),
             description=(
@@ -157,19 +141,14 @@ class FIFOLatentSeeding(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, image_encoder, reseed_every: int):
-        if image_encoder is None:
-            raise ValueError("image_encoder: this checkpoint has no image encoder (text-to-video); latent seeding needs "
-                             "a VideoCrafter1 image-to-video checkpoint (Image2Video_512 model.ckpt)")
-        if reseed_every < 0:
-            raise ValueError(f"reseed_every = {reseed_every}: use 0 (seed once) or a number of frames")
-        return io.NodeOutput(LatentSeeding(vae, image_encoder, reseed_every))
+        return io.NodeOutput(LatentSeeding(vae, image_encoder, reseed_every))   # ValueError names a bad input
 
 
-class ImageToFIFOBaseClip(io.ComfyNode):
+class FIFOInfinityImageToBaseClip(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="FIFOInfinityImageToBaseClip",
+            node_id=f"{NODE_PREFIX}ImageToBaseClip",
             display_name="Image to FIFO Base Clip",
             category=category("consistency"),
             description=(
@@ -180,9 +159,8 @@ class ImageToFIFOBaseClip(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The first image of a batch is used."),
                 io.Vae.Input("vae", tooltip="The VAE of the video model."),
-                io.Int.Input("video_length", default=16, min=1, max=256, tooltip="f of the FIFO sampler: frames in the clip."),
-                io.Int.Input("width", default=512, min=64, max=4096, step=64, tooltip="Video width in pixels (multiple of 64)."),
-                io.Int.Input("height", default=320, min=64, max=4096, step=64, tooltip="Video height in pixels (multiple of 64)."),
+                option_input(FifoOptions, "video_length", "f of the FIFO sampler: frames in the clip."),
+                *size_inputs("Video"),
             ],
             outputs=[io.Latent.Output(display_name="base_clip", tooltip="LATENT [video_length, 4, height/8, width/8].")],
         )
@@ -200,4 +178,5 @@ class ImageToFIFOBaseClip(io.ComfyNode):
         return io.NodeOutput({"samples": latent.repeat(video_length, 1, 1, 1)})
 
 
-NODES = [WeightedQCache, ImageToVideoConditioning, FIFOLatentSeeding, ImageToFIFOBaseClip]
+NODES = [FIFOInfinityWeightedQCache, FIFOInfinityImageToVideoConditioning, FIFOInfinityLatentSeeding,
+         FIFOInfinityImageToBaseClip]

@@ -1,37 +1,29 @@
 """Video-Infinity nodes: the context options, the model patch, per-clip prompts and a clip-parallel decode.
 
-The algorithms live in `samplers/video_infinity.py` (core), `samplers/transport.py` (where clips run) and
-`samplers/video_infinity_model.py` (the UNet glue); these nodes only check inputs and build objects.
+The algorithm lives in `attention/video_infinity.py`, where clips run in `parallel/transport.py`, the ComfyUI
+glue in `bridge/video_infinity.py` (docs/video_infinity.md); these nodes only check inputs and build objects.
 """
 
 from __future__ import annotations
 
-import math
-
-import torch
-
-import comfy.patcher_extension
 from comfy_api.latest import io
 
-from ..samplers.transport import DISTRIBUTED, DistributedTransport, distributed_ready, parse_devices
-from ..samplers.video_infinity import (Phase, VideoInfinityError, VideoInfinityOptions, check_clips, clip_count,
-                                       partition_clips, prompt_index)
-from ..samplers.video_infinity_model import VideoInfinityRuntime, install
-from .common import category
-from .input_checks import check_declared, require_declared
+from ..attention.video_infinity import Phase, VideoInfinityError, VideoInfinityOptions
+from ..bridge.video_infinity import apply_video_infinity, decode_clips, per_clip_conditioning
+from ..parallel.transport import DISTRIBUTED, distributed_ready, parse_devices
+from .common import NODE_PREFIX, VideoInfinityContextType as ViContext, category
+from .inputs import check_declared, require_declared
 
-ViContext = io.Custom("VIDEO_INFINITY_CONTEXT")
-WRAPPER_KEY = "video_infinity"
 MAX_PROMPTS = 8
 DEFAULTS = VideoInfinityOptions()
 
 
-class VideoInfinityContext(io.ComfyNode):
+class FIFOInfinityVideoInfinityContext(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         d = DEFAULTS
         return io.Schema(
-            node_id="VideoInfinityContext",
+            node_id=f"{NODE_PREFIX}VideoInfinityContext",
             display_name="Video-Infinity Context",
             category=category("video-infinity"),
             description=(
@@ -116,11 +108,11 @@ class VideoInfinityContext(io.ComfyNode):
         return io.NodeOutput(cls.build(**inputs))          # VideoInfinityError is a ValueError: shown as is
 
 
-class ApplyVideoInfinity(io.ComfyNode):
+class FIFOInfinityApplyVideoInfinity(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="ApplyVideoInfinity",
+            node_id=f"{NODE_PREFIX}ApplyVideoInfinity",
             display_name="Apply Video-Infinity",
             category=category("video-infinity"),
             description=(
@@ -164,29 +156,11 @@ class ApplyVideoInfinity(io.ComfyNode):
             raise ValueError(f"Apply Video-Infinity: {error}") from error
 
 
-def apply_video_infinity(model, options: VideoInfinityOptions, devices: str = ""):
-    """A clone of `model` (a ModelPatcher of our VideoCrafter model) patched for Video-Infinity."""
-    unet = getattr(model.model, "diffusion_model", None)
-    if unet is None or not any(type(m).__name__ == "TemporalAttention" for m in unet.modules()):
-        raise VideoInfinityError("the model is not a VideoCrafter 3D UNet: load it with VideoCrafter2 Checkpoint Loader")
-    runtime = VideoInfinityRuntime(options, devices)
-    patched = model.clone()
-    patched.model_options["transformer_options"] = install(patched.model_options.get("transformer_options", {}), options)
-    wrappers = comfy.patcher_extension.WrappersMP
-    for kind, function in ((wrappers.DIFFUSION_MODEL, runtime.diffusion_model_wrapper),
-                           (wrappers.PREPARE_SAMPLING, runtime.prepare_sampling_wrapper),
-                           (wrappers.OUTER_SAMPLE, runtime.outer_sample_wrapper)):
-        patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
-        patched.add_wrapper_with_key(kind, WRAPPER_KEY, function)
-    patched.add_object_patch("memory_required", runtime.memory_required_patch(patched.model))
-    return patched
-
-
-class VideoInfinityPrompts(io.ComfyNode):
+class FIFOInfinityVideoInfinityPrompts(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="VideoInfinityPrompts",
+            node_id=f"{NODE_PREFIX}VideoInfinityPrompts",
             display_name="Video-Infinity Prompts",
             category=category("video-infinity"),
             description=(
@@ -220,36 +194,11 @@ class VideoInfinityPrompts(io.ComfyNode):
             raise ValueError(f"Video-Infinity Prompts: {error}") from error
 
 
-def per_clip_conditioning(prompts: list, options: VideoInfinityOptions, frames: int) -> list:
-    """One CONDITIONING whose cross-attention holds, for every frame of the long latent, its clip's prompt."""
-    clips = clip_count(frames, options.frames_per_clip)
-    check_clips(options, clips)
-    tensors = []
-    for index, conditioning in enumerate(prompts):
-        if len(conditioning) != 1:
-            raise VideoInfinityError(f"prompt {index + 1} holds {len(conditioning)} conditionings; give one text "
-                                     f"encoding per prompt (combined or area conditionings are not supported here)")
-        tensor = conditioning[0][0]
-        if tensor.shape[0] != 1:
-            raise VideoInfinityError(f"prompt {index + 1} has a batch of {tensor.shape[0]}; expected one text encoding")
-        tensors.append(tensor)
-    if not tensors:
-        raise VideoInfinityError("no prompt connected")
-    tokens = math.lcm(*[t.shape[1] for t in tensors])
-    if any(t.shape[2] != tensors[0].shape[2] for t in tensors):
-        raise VideoInfinityError("the prompts come from different text encoders (different widths)")
-    # longer prompts have more 77-token chunks: repeat the shorter ones (ComfyUI's own padding, same attention)
-    tensors = [t.repeat(1, tokens // t.shape[1], 1) for t in tensors]
-    f = options.frames_per_clip
-    rows = [tensors[prompt_index(r, clips, len(tensors))].expand(f, -1, -1) for r in range(clips)]
-    return [[torch.cat(rows, dim=0), dict(prompts[0][0][1])]]
-
-
-class VideoInfinityDecode(io.ComfyNode):
+class FIFOInfinityVideoInfinityDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="VideoInfinityDecode",
+            node_id=f"{NODE_PREFIX}VideoInfinityDecode",
             display_name="Video-Infinity VAE Decode",
             category=category("video-infinity"),
             description=(
@@ -267,27 +216,11 @@ class VideoInfinityDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, samples, context: VideoInfinityOptions):
-        latent = samples["samples"]
         try:
-            clips = clip_count(latent.shape[0], context.frames_per_clip)
+            return io.NodeOutput(decode_clips(vae, samples["samples"], context))
         except VideoInfinityError as error:
             raise ValueError(f"Video-Infinity VAE Decode: {error}") from error
-        if not distributed_ready():
-            return io.NodeOutput(_decode(vae, latent))
-        transport = DistributedTransport()
-        sizes = partition_clips(clips, transport.participants())
-        f = context.frames_per_clip
-        start = sum(sizes[:transport.rank]) * f
-        mine = _decode(vae, latent[start:start + sizes[transport.rank] * f])
-        everything = transport.gather_to_first(mine, [s * f for s in sizes])
-        return io.NodeOutput(everything if everything is not None else mine)
 
 
-def _decode(vae, latent):
-    images = vae.decode(latent)
-    if images.dim() == 5:
-        images = images.reshape(-1, *images.shape[-3:])
-    return images
-
-
-NODES = [VideoInfinityContext, ApplyVideoInfinity, VideoInfinityPrompts, VideoInfinityDecode]
+NODES = [FIFOInfinityVideoInfinityContext, FIFOInfinityApplyVideoInfinity, FIFOInfinityVideoInfinityPrompts,
+         FIFOInfinityVideoInfinityDecode]

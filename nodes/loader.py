@@ -7,11 +7,11 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
+from ..bridge.fifo import register_memory_cap
 from ..videocrafter import convert
 from ..videocrafter.image_encoder import build_image_encoder
 from ..videocrafter.loader import load_videocrafter
-from .fifo import register_memory_cap
-from .common import ImageEncoder, category
+from .common import NODE_PREFIX, ImageEncoder, category
 
 MODEL_FOLDER = "videocrafter"
 CHECKPOINT_EXTENSIONS = {".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".sft"}
@@ -43,11 +43,11 @@ def resolve_checkpoint(name: str) -> str:
     raise ValueError(f"ckpt_name: '{name}' is in neither models/{MODEL_FOLDER} nor models/checkpoints")
 
 
-class VideoCrafterCheckpointLoader(io.ComfyNode):
+class FIFOInfinityCheckpointLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="VideoCrafterCheckpointLoader",
+            node_id=f"{NODE_PREFIX}CheckpointLoader",
             display_name="VideoCrafter2 Checkpoint Loader",
             category=category("loaders"),
             description=(
@@ -91,4 +91,4 @@ class VideoCrafterCheckpointLoader(io.ComfyNode):
         return io.NodeOutput(model, clip, vae, image_encoder)
 
 
-NODES = [VideoCrafterCheckpointLoader]
+NODES = [FIFOInfinityCheckpointLoader]

@@ -14,16 +14,16 @@ import os
 import folder_paths
 from comfy_api.latest import InputImpl, io, ui
 
-from .common import category
-from .input_checks import check_declared, require_declared
-from .video_stream import FORMATS, StreamingVideoWriter, safe_prefix, to_uint8, video_file_name
+from ..bridge.video_writer import FORMATS, StreamingVideoWriter, safe_prefix, to_uint8, video_file_name
+from .common import NODE_PREFIX, category
+from .inputs import check_declared, require_declared
 
 
-class SaveVideoStreaming(io.ComfyNode):
+class FIFOInfinitySaveVideoStreaming(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="FIFOInfinitySaveVideoStreaming",
+            node_id=f"{NODE_PREFIX}SaveVideoStreaming",
             display_name="Save Video (streaming)",
             category=category("video"),
             description=("Decodes a video latent a few frames at a time and encodes each chunk into an mp4 (H.264) or "
@@ -89,4 +89,4 @@ class SaveVideoStreaming(io.ComfyNode):
                              ui=ui.PreviewVideo([ui.SavedResult(os.path.basename(path), subfolder, io.FolderType.output)]))
 
 
-NODES = [SaveVideoStreaming]
+NODES = [FIFOInfinitySaveVideoStreaming]

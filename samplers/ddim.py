@@ -2,14 +2,15 @@
 
 Sources: jjihwan/FIFO-Diffusion_public (b87ba5d) `lvdm/models/ddpm3d.py` (`register_schedule`, `use_scale`),
 `lvdm/models/utils_diffusion.py` (`make_ddim_timesteps`, `make_ddim_sampling_parameters`) and
-`lvdm/models/samplers/ddim.py` (`p_sample_ddim`, `ddim_step`); spec `fifo_diffusion.md` sections 1.2-1.3.
+`lvdm/models/samplers/ddim.py` (`p_sample_ddim`, `ddim_step`); docs/fifo.md, "The DDIM grid" and "The base
+clip".
 
 Conventions
 - Latents are in model space (VAE latent x 0.18215) and frames are the batch: `[F, C, h, w]`.
 - `timesteps` are DDPM timesteps 0..999 (integers); a DDIM *index* k in 0..S-1 selects the level
   `tau_k` of the S-step grid (k = 0 is the cleanest level, t = 0; k = S-1 is t = 999).
 - Arithmetic follows the official dtypes: alphas are float32, sigma is evaluated in float64 then used
-  as float32, and every step is float32 (pitfalls 1-4 of the spec).
+  as float32, and every step is float32 (docs/fifo.md, "Pitfalls reproduced or fixed", items 1-4).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def alphas_cumprod() -> torch.Tensor:
 
 def rescale_table() -> torch.Tensor:
     """`[1400]` float32 `scale_arr` of VideoCrafter2 (`use_scale`, `scale_b=0.7`, `fix_scale_bug=False`):
-    `linspace(1, 0.7, 400)` followed by 1000 x 0.7. Only VideoCrafter2's own sampler uses it (spec pitfall 4)."""
+    `linspace(1, 0.7, 400)` followed by 1000 x 0.7. Only VideoCrafter2's own sampler uses it, not the official FIFO
+    step (docs/videocrafter2.md, "The rescaled schedule")."""
     head = torch.linspace(SCALE_A, SCALE_B, SCALE_MID_STEP, dtype=torch.float64)
     return torch.cat([head, torch.full((TRAIN_TIMESTEPS,), SCALE_B, dtype=torch.float64)]).to(torch.float32)
 
@@ -160,8 +162,8 @@ def sample_base_clip(eps_model: EpsModel, x_T: torch.Tensor, schedule: DDIMSched
                      callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """The base clip: VideoCrafter2's own S-step DDIM over one clip of f frames, all frames at one timestep.
 
-    Official `base_ddim_sampling` -> `DDIMSampler.ddim_sampling` / `p_sample_ddim` with `use_scale` (spec 1.3,
-    fixture README "Protocol of the base clip"): step i = 0..S-1 uses index k = S-1-i, t = tau_k.
+    Official `base_ddim_sampling` -> `DDIMSampler.ddim_sampling` / `p_sample_ddim` with `use_scale`
+    (docs/fifo.md, "The base clip"): step i = 0..S-1 uses index k = S-1-i, t = tau_k.
 
     eps_model: `eps(x [f, C, h, w], timesteps [f]) -> [f, C, h, w]` (CFG applied by the caller).
     x_T: `[f, C, h, w]` initial N(0, I) noise. step_noise: `step_noise(i, shape) -> [f, C, h, w]` N(0, I) for

@@ -1,12 +1,13 @@
 """FIFO-Diffusion: diagonal denoising over a queue of frames (pure torch, no ComfyUI).
 
 Paper: Kim, Kang, Choi, Han, "FIFO-Diffusion: Generating Infinite Videos from Text without Training",
-NeurIPS 2024 (arXiv 2405.11473), section 3 "FIFO-Diffusion": diagonal denoising, latent partitioning (n),
-lookahead denoising.
+NeurIPS 2024 (arXiv 2405.11473), section 3 "FIFO-Diffusion": 3.1 diagonal denoising, 3.2 latent partitioning
+(n), 3.3 lookahead denoising.
 Official code: jjihwan/FIFO-Diffusion_public (b87ba5d) `videocrafter_main.py`, `scripts/evaluation/funcs.py`
 (`prepare_latents`, `fifo_ddim_sampling`, `shift_latents`), `lvdm/models/samplers/ddim.py` (`fifo_onestep`,
-`ddim_step`). Spec `shared/specs/fifo_diffusion.md` sections 1.4-1.6; "uniform" queue initialisation from the
-YCmove fork (`unilatent`, spec 3.4).
+`ddim_step`); "uniform" queue initialisation from the FIFO+ fork YCmove/FIFO-Diffusion_public (`unilatent` in
+its `scripts/evaluation/funcs.py`, `prepare_latents`). docs/fifo.md explains each step ("The queue", "Lookahead
+denoising", "Queue initialisation", "The FIFO step", "Window batching", "Warm-up iterations").
 
 The queue `[L, C, h, w]` (model-space latents, frames as batch) holds L = S (+ f/2 with lookahead) frames at
 increasing noise: slot 0 is the head (clean side), slot L-1 the tail at t = 999. With lookahead the first f/2
@@ -28,14 +29,14 @@ There are `N + S - f` iterations; the first `S - f` popped frames (warm-up) are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
 
 from .ddim import DDIMSchedule, EpsModel, ddim_step, sample_base_clip
 from .fifo_state import FifoState, FifoStateError, check_compatible, fifo_settings
-from .schedule import PromptMix, PromptSchedule
+from .prompt_schedule import PromptMix, PromptSchedule
 
 QUEUE_INIT_MODES = ("official", "uniform")
 
@@ -99,15 +100,17 @@ class FifoOptions:
         `unilatent`: each base frame repeated n times).
     rescale: apply VideoCrafter2's `scale_arr` in the queue and every FIFO step, as its own DDIM does for the base
         clip (slots noised as `sqrt(a) s_t z + sqrt(1 - a) eps`; `ddim_step(rescale=True)`). The official FIFO
-        omits it (spec 1.5 and section 5, pitfall 4: plain DDIM, so below t ~ 400 the signal stays at the 0.7 scale the
-        model was trained to see only at high noise). Off = the official numbers.
+        omits it (plain DDIM, so below t ~ 400 the signal stays at the 0.7 scale the model was trained to see only
+        at high noise; docs/videocrafter2.md, "The rescaled schedule"). Off = the official numbers.
+    A field's `metadata` is the range (or the choices) the nodes offer for it: the one source of the node
+    schemas (`nodes/inputs.option_input`).
     """
-    video_length: int = 16
-    num_partitions: int = 4
+    video_length: int = field(default=16, metadata={"min": 1, "max": 256})
+    num_partitions: int = field(default=4, metadata={"min": 1, "max": 64})
     lookahead: bool = True
-    eta: float = 1.0
-    window_batch: int = 0
-    queue_init: str = "official"
+    eta: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    window_batch: int = field(default=0, metadata={"min": 0, "max": 128})
+    queue_init: str = field(default="official", metadata={"options": QUEUE_INIT_MODES})
     rescale: bool = False
 
     def __post_init__(self):
@@ -221,7 +224,8 @@ def base_frame_of_slot(slot: int, options: FifoOptions) -> int:
 
 def init_queue(base_clip: torch.Tensor, schedule: DDIMSchedule, options: FifoOptions,
                init_noise: torch.Tensor) -> torch.Tensor:
-    """The initial queue `[L, C, h, w]` from a base clip `[f, C, h, w]` (official `prepare_latents`, spec 1.4).
+    """The initial queue `[L, C, h, w]` from a base clip `[f, C, h, w]` (official `prepare_latents`; docs/fifo.md,
+    "Queue initialisation").
 
     Lookahead slot j < f/2: `sqrt(a_0) z[0] + sqrt(1 - a_0) init_noise[j]`; main slot i at position f/2 + i:
     `sqrt(a_i) z[src(i)] + sqrt(1 - a_i) init_noise[f/2 + i]`, a_i = abar(tau_i), src from `base_frame_of_slot`.
@@ -275,174 +279,223 @@ def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSche
     return queue
 
 
-@torch.no_grad()   # without it, the autograd graph through the queue keeps every iteration alive (memory grows with N)
-def fifo_sample(eps_model: Callable[..., torch.Tensor], base_clip: torch.Tensor | None, num_frames: int,
-                options: FifoOptions, noise: NoiseSource, schedule: DDIMSchedule | None = None,
-                prompt_schedule: PromptSchedule | None = None,
-                on_frame: Callable[[int, int, torch.Tensor], None] | None = None,
-                output_device: torch.device | str | None = None,
-                resume: FifoState | None = None,
-                on_state: Callable[[FifoState], None] | None = None, state_every: int = 0,
-                seeding: Callable[[torch.Tensor], None] | None = None, reseed_every: int = 0) -> torch.Tensor:
-    """Run FIFO-Diffusion from a base clip; returns the N output frames `[N, C, h, w]` float32 (model space).
+@dataclass(frozen=True)
+class FifoRun:
+    """What to sample: N output frames of one latent frame shape with these options, noise and DDIM grid.
 
-    eps_model: `eps(x [W*f, C, h, w], timesteps [W*f] int64) -> [W*f, C, h, w]`, W windows of f frames each
-        (frames as batch, CFG applied by the caller); with a `prompt_schedule` it is called as
-        `eps(x, timesteps, mix)` where `mix` is the iteration's `PromptMix` (official multi-prompt semantics).
-    base_clip: `[f, C, h, w]` clean clip the queue is built from (`sample_base_clip` or a user's latent); may be
-        None when resuming.
-    noise: the NoiseSource ("queue_init", then per iteration "step" (eta > 0) and "append"); with `resume` or
-        `on_state` it must also have `get_state()` / `set_state(state)` (GeneratorNoise has them).
-    schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`; its eta is used).
-    on_frame: `on_frame(iteration, iterations, popped [1, C, h, w])` after each iteration's pop, before the
-        shift (raise from it to stop, e.g. on user interruption).
-    output_device: where the N output frames are kept (default: the queue's device).
-    resume: a FifoState (`samplers.fifo_state`) to continue from instead of building the queue (`base_clip` is
-        then ignored); its frames are the first frames of the output. If it already holds N frames or more,
-        its first N are returned.
+    options: the FIFO settings. num_frames: N output frames (>= 1). frame_shape: `(C, h, w)` of one latent frame.
+    noise: the NoiseSource ("base_x_T", "base_step", "queue_init", then per iteration "step" (eta > 0) and
+        "append"); to resume or write states it must also have `get_state()` / `set_state(state)` (GeneratorNoise).
+    schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`; its eta is used), S = f * n levels.
+    prompt_schedule: several prompts over the video (official multi-prompt semantics, `samplers.prompt_schedule`);
+        it must cover the N frames. device: where the queue lives; output_device: where the N output frames are
+        kept (default: `device`).
+
+    Every check of these values runs here, once: FifoError (or PromptScheduleError) names the value.
+    """
+    options: FifoOptions
+    num_frames: int
+    frame_shape: tuple[int, ...]
+    noise: NoiseSource
+    schedule: DDIMSchedule | None = None
+    prompt_schedule: PromptSchedule | None = None
+    device: torch.device | str = "cpu"
+    output_device: torch.device | str | None = None
+
+    def __post_init__(self):
+        self.options.check_num_frames(self.num_frames)
+        object.__setattr__(self, "frame_shape", tuple(int(s) for s in self.frame_shape))
+        if self.schedule is None:
+            object.__setattr__(self, "schedule", DDIMSchedule.build(self.options.steps, self.options.eta))
+        queue_levels(self.options, self.schedule)          # the grid has one level per main slot
+        if self.prompt_schedule is not None:
+            self.prompt_schedule.check_covers(self.num_frames)
+        if self.output_device is None:
+            object.__setattr__(self, "output_device", self.device)
+
+    @property
+    def iterations(self) -> int:
+        return self.options.iterations(self.num_frames)
+
+    def settings(self) -> dict:
+        """What a FIFO state of this run depends on (`samplers.fifo_state.fifo_settings`)."""
+        return fifo_settings(self.options, self.schedule.timesteps.to(torch.int64).cpu(), self.frame_shape)
+
+    def model_at(self, eps_model: Callable[..., torch.Tensor], iteration: int) -> Callable[..., torch.Tensor]:
+        """`eps(x, timesteps)` for one iteration: with a prompt schedule, `eps_model` gets that iteration's
+        `PromptMix` as third argument (the base clip, iteration < 0 here, uses prompt 0 alone)."""
+        if self.prompt_schedule is None:
+            return eps_model
+        mix: PromptMix = self.prompt_schedule.mix_at_iteration(iteration, self.options.warmup)
+        return lambda x, t: eps_model(x, t, mix)
+
+
+@dataclass(frozen=True)
+class FifoHooks:
+    """What the caller is told during a run, and when (all optional).
+
+    on_base_step: `on_base_step(i, S, pred_x0 [f, C, h, w])` after each DDIM step of the base clip.
+    on_frame: `on_frame(iteration, iterations, popped [1, C, h, w])` after each iteration's pop, before the shift
+        (raise from it to stop, e.g. on user interruption).
     on_state: called with a FifoState every `state_every` output frames (0: never on a count), after the last
         iteration, and, if the run stops with an exception (interruption, a crash in the model), with the state
-        before the iteration that failed, before the exception propagates. A resumed run continues exactly.
-        A queue that turns non-finite (NaN or inf from the model) raises FifoError naming the iteration, with
-        that same state written first (nothing already sampled is lost).
-    seeding: latent seeding (FIFO+ `t2v_seed`, spec 3.2): `seeding(latent [1, C, h, w])` is called once the queue
-        is built with queue slot 0 (base frame 0 at the lowest noise level, as the fork) and must make the model
-        condition on it from then on (the caller embeds it as an image; the core only decides when and on what).
-        reseed_every > 0: every that many output frames, seeding is called again with the frame just popped, so
-        the anchor follows the video (the fork's unfinished `t2v_seed_ar`, without its growing context: the
-        caller replaces the seed, it does not add one). A resumed run re-applies the state's seed latent.
+        before the iteration that failed, before the exception propagates. A resumed run continues exactly. A
+        queue that turns non-finite (NaN or inf from the model) raises FifoError naming the iteration, with that
+        same state written first (nothing already sampled is lost).
+    seeding: latent seeding (FIFO+ `t2v_seed`, docs/consistency.md): `seeding(latent [1, C, h, w])` is called once
+        the queue is built with queue slot 0 (base frame 0 at the lowest noise level, as the fork) and must make the
+        model condition on it from then on (the caller embeds it as an image; the core only decides when and on
+        what). reseed_every > 0: every that many output frames, seeding is called again with the frame just popped,
+        so the anchor follows the video (the fork's unfinished `t2v_seed_ar`, without its growing context: the caller
+        replaces the seed, it does not add one). A resumed run re-applies the state's seed latent; the base clip is
+        sampled without seeding.
+    """
+    on_base_step: Callable[[int, int, torch.Tensor], None] | None = None
+    on_frame: Callable[[int, int, torch.Tensor], None] | None = None
+    on_state: Callable[[FifoState], None] | None = None
+    state_every: int = 0
+    seeding: Callable[[torch.Tensor], None] | None = None
+    reseed_every: int = 0
+
+    def __post_init__(self):
+        if self.state_every < 0:
+            raise FifoError(f"state_every = {self.state_every}: use 0 (no periodic state) or a number of frames")
+        if self.reseed_every < 0:
+            raise FifoError(f"reseed_every = {self.reseed_every}: use 0 (seed once, as FIFO+) or a number of frames")
+
+    def wants_state(self, iteration: int, iterations: int, done: int) -> bool:
+        """Whether a state is written after `iteration` (0-based), `done` output frames being finished."""
+        return self.on_state is not None and (
+            iteration == iterations - 1 or bool(self.state_every and done > 0 and done % self.state_every == 0))
+
+    def wants_reseed(self, iteration: int, iterations: int, done: int) -> bool:
+        return (self.seeding is not None and bool(self.reseed_every) and done > 0 and done % self.reseed_every == 0
+                and iteration < iterations - 1)
+
+
+NO_HOOKS = FifoHooks()
+
+
+@dataclass
+class _Progress:
+    """The mutable part of a run: the queue `[L, C, h, w]`, the next iteration, the seed latent, the output."""
+    queue: torch.Tensor
+    start: int
+    seed_latent: torch.Tensor | None
+    output: torch.Tensor
+
+    def state(self, run: FifoRun, iteration: int, queue: torch.Tensor, noise_state, seed) -> FifoState:
+        done = max(0, iteration - run.options.warmup)
+        return FifoState(iteration=iteration, queue=queue.cpu().clone(), frames=self.output[:done].cpu().clone(),
+                         noise_state=noise_state, settings=run.settings(),
+                         seed_latent=None if seed is None else seed.cpu().clone())
+
+
+def _start(run: FifoRun, base_clip: torch.Tensor | None, resume: FifoState | None, hooks: FifoHooks) -> _Progress:
+    """The queue, start iteration and seed latent of a new run (from `base_clip`) or of a resumed one."""
+    output = torch.empty((run.num_frames, *run.frame_shape), dtype=torch.float32, device=run.output_device)
+    if resume is None:
+        if base_clip is None:
+            raise FifoError("fifo_sample needs a base clip [f, C, h, w] or a FIFO state to resume from")
+        check_base_clip(base_clip, run.options, run.frame_shape)
+        init_noise = run.noise("queue_init", 0, (run.options.queue_length, *run.frame_shape))
+        queue = init_queue(base_clip.to(run.device), run.schedule, run.options, init_noise)
+        seed_latent = queue[0:1].clone() if hooks.seeding is not None else None
+        return _Progress(queue, 0, seed_latent, output)
+    if tuple(resume.queue.shape[1:]) != run.frame_shape:
+        raise FifoError(f"the FIFO state's latent frames are {tuple(resume.queue.shape[1:])} (channels, h, w) "
+                        f"but this video's are {run.frame_shape}: resume with the size of the run that wrote it")
+    check_compatible(resume, run.settings())
+    if hooks.seeding is not None and resume.seed_latent is None:
+        raise FifoStateError("the FIFO state was written by a run without latent seeding; resume it without "
+                             "seeding (or start a new run)")
+    if resume.noise_state is not None:
+        run.noise.set_state(resume.noise_state)
+    if resume.frames_done:
+        done = min(resume.frames_done, run.num_frames)
+        output[:done] = resume.frames[:done].to(output.device, torch.float32)
+    seed_latent = resume.seed_latent if hooks.seeding is not None else None
+    return _Progress(resume.queue.to(device=run.device, dtype=torch.float32), resume.iteration, seed_latent, output)
+
+
+def _iterate(eps_model: Callable[..., torch.Tensor], run: FifoRun, queue: torch.Tensor, i: int,
+             stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iteration i on `queue`: denoise its windows, check it, pop the head. Returns (popped `[1, C, h, w]`, the
+    denoised queue before the shift)."""
+    options = run.options
+    step_noise = run.noise("step", i, (options.queue_length, *run.frame_shape)) if stochastic else None
+    denoise_windows(queue, run.model_at(eps_model, i), run.schedule, *queue_levels(options, run.schedule), options,
+                    step_noise)
+    if not torch.isfinite(queue).all():
+        raise FifoError(
+            f"the model output turned non-finite (NaN or inf) at iteration {i} of {run.iterations} (output frame "
+            f"{i - options.warmup}): nothing more can be sampled from this queue. Check cfg, eta and the "
+            f"model's dtype (fp16 can overflow); a state file keeps the state before this iteration")
+    return queue[options.head:options.head + 1].clone(), queue
+
+
+@torch.no_grad()   # without it, the autograd graph through the queue keeps every iteration alive (memory grows with N)
+def fifo_sample(eps_model: Callable[..., torch.Tensor], run: FifoRun, base_clip: torch.Tensor | None = None,
+                resume: FifoState | None = None, hooks: FifoHooks = NO_HOOKS) -> torch.Tensor:
+    """Run FIFO-Diffusion from a base clip (paper section 3; official `fifo_ddim_sampling`); returns the N output
+    frames `[N, C, h, w]` float32 (model space) on `run.output_device`.
+
+    eps_model: `eps(x [W*f, C, h, w], timesteps [W*f] int64) -> [W*f, C, h, w]`, W windows of f frames each
+        (frames as batch, CFG applied by the caller); with a prompt schedule it is called as
+        `eps(x, timesteps, mix)` where `mix` is the iteration's `PromptMix`.
+    base_clip: `[f, C, h, w]` clean clip the queue is built from (`sample_base_clip` or a user's latent); may be
+        None when resuming. resume: a FifoState (`samplers.fifo_state`) to continue from instead of building the
+        queue (`base_clip` is then ignored); its frames are the first frames of the output; if it already holds N
+        frames or more, its first N are returned. hooks: see `FifoHooks`.
 
     Raises FifoError for bad shapes or settings, FifoStateError (a ValueError) for a state made with other
     settings.
     """
-    options.check_num_frames(num_frames)
-    if base_clip is None and resume is None:
-        raise FifoError("fifo_sample needs a base clip [f, C, h, w] or a FIFO state to resume from")
-    if base_clip is not None:
-        check_base_clip(base_clip, options)
-    if prompt_schedule is not None:
-        prompt_schedule.check_covers(num_frames)
-    if state_every < 0:
-        raise FifoError(f"state_every = {state_every}: use 0 (no periodic state) or a number of frames")
-    if reseed_every < 0:
-        raise FifoError(f"reseed_every = {reseed_every}: use 0 (seed once, as FIFO+) or a number of frames")
-    if schedule is None:
-        schedule = DDIMSchedule.build(options.steps, options.eta)
-    timesteps, indices = queue_levels(options, schedule)
-    main_timesteps = schedule.timesteps.to(torch.int64).cpu()
-    if resume is not None:                 # continue: the state's queue, iteration, noise and seed
-        frame_shape, device = tuple(resume.queue.shape[1:]), resume.queue.device
-        settings = fifo_settings(options, main_timesteps, frame_shape)
-        check_compatible(resume, settings)
-        if seeding is not None and resume.seed_latent is None:
-            raise FifoStateError("the FIFO state was written by a run without latent seeding; resume it without "
-                                 "seeding (or start a new run)")
-        output_device = output_device if output_device is not None else device
-        if resume.frames_done >= num_frames:
-            return resume.frames[:num_frames].to(device=output_device, dtype=torch.float32)
-        queue = resume.queue.to(torch.float32)
-        if resume.noise_state is not None:
-            noise.set_state(resume.noise_state)
-        start = resume.iteration
-        seed_latent = resume.seed_latent if seeding is not None else None
-    else:                                  # a new run: the queue from the base clip
-        frame_shape, device = tuple(base_clip.shape[1:]), base_clip.device
-        settings = fifo_settings(options, main_timesteps, frame_shape)
-        output_device = output_device if output_device is not None else device
-        queue = init_queue(base_clip, schedule, options, noise("queue_init", 0, (options.queue_length, *frame_shape)))
-        start = 0
-        seed_latent = queue[0:1].clone() if seeding is not None else None
-    if seeding is not None:
-        seeding(seed_latent.to(device=device, dtype=torch.float32))
-    output = torch.empty((num_frames, *frame_shape), dtype=torch.float32, device=output_device)
-    if resume is not None and resume.frames_done:
-        output[:resume.frames_done] = resume.frames.to(output.device, torch.float32)
-    stochastic = bool((schedule.sigmas > 0).any())
-    iterations = options.iterations(num_frames)
-
-    def state_now(iteration, queue_now, noise_state, seed):
-        done = max(0, iteration - options.warmup)
-        return FifoState(iteration=iteration, queue=queue_now.cpu().clone(), frames=output[:done].cpu().clone(),
-                         noise_state=noise_state, settings=settings,
-                         seed_latent=None if seed is None else seed.cpu().clone())
-
-    for i in range(start, iterations):
-        before = (queue.clone(), noise.get_state(), seed_latent) if on_state is not None else None
+    options, noise = run.options, run.noise
+    progress = _start(run, base_clip, resume, hooks)
+    if resume is not None and resume.frames_done >= run.num_frames:
+        return progress.output
+    queue, seed_latent, output = progress.queue, progress.seed_latent, progress.output
+    if hooks.seeding is not None:
+        hooks.seeding(seed_latent.to(device=run.device, dtype=torch.float32))
+    stochastic = bool((run.schedule.sigmas > 0).any())
+    iterations = run.iterations
+    for i in range(progress.start, iterations):
+        before = (queue.clone(), noise.get_state(), seed_latent) if hooks.on_state is not None else None
         try:
-            model = eps_model
-            if prompt_schedule is not None:
-                mix: PromptMix = prompt_schedule.mix_at_iteration(i, options.warmup)
-                model = lambda x, t, _mix=mix: eps_model(x, t, _mix)
-            step_noise = noise("step", i, (options.queue_length, *frame_shape)) if stochastic else None
-            denoise_windows(queue, model, schedule, timesteps, indices, options, step_noise)
-            if not torch.isfinite(queue).all():
-                raise FifoError(
-                    f"the model output turned non-finite (NaN or inf) at iteration {i} of {iterations} (output frame "
-                    f"{i - options.warmup}): nothing more can be sampled from this queue. Check cfg, eta and the "
-                    f"model's dtype (fp16 can overflow); a state file keeps the state before this iteration")
-            popped = queue[options.head:options.head + 1].clone()
+            popped, queue = _iterate(eps_model, run, queue, i, stochastic)
             if i >= options.warmup:
                 output[i - options.warmup] = popped[0].to(output.device)
-            if on_frame is not None:
-                on_frame(i, iterations, popped)
-            tail = noise("append", i, (1, *frame_shape)).to(device=device, dtype=torch.float32)
+            if hooks.on_frame is not None:
+                hooks.on_frame(i, iterations, popped)
+            tail = noise("append", i, (1, *run.frame_shape)).to(device=queue.device, dtype=torch.float32)
             queue = torch.cat([queue[1:], tail])
         except BaseException:
             if before is not None:
-                on_state(state_now(i, *before))
+                hooks.on_state(progress.state(run, i, *before))
             raise
         done = i + 1 - options.warmup
-        if seeding is not None and reseed_every and done > 0 and done % reseed_every == 0 and i < iterations - 1:
+        if hooks.wants_reseed(i, iterations, done):
             seed_latent = popped.to(torch.float32)
-            seeding(seed_latent)
-        if on_state is not None and (i == iterations - 1 or (state_every and done > 0 and done % state_every == 0)):
-            on_state(state_now(i + 1, queue, noise.get_state(), seed_latent))
+            hooks.seeding(seed_latent)
+        if hooks.wants_state(i, iterations, done):
+            hooks.on_state(progress.state(run, i + 1, queue, noise.get_state(), seed_latent))
     return output
 
 
 @torch.no_grad()   # without it, the autograd graph through the queue keeps every iteration alive (memory grows with N)
-def fifo_generate(eps_model: Callable[..., torch.Tensor], num_frames: int, frame_shape: tuple[int, ...],
-                  options: FifoOptions, noise: NoiseSource, base_clip: torch.Tensor | None = None,
-                  prompt_schedule: PromptSchedule | None = None, device: torch.device | str = "cpu",
-                  on_base_step: Callable[[int, int, torch.Tensor], None] | None = None,
-                  on_frame: Callable[[int, int, torch.Tensor], None] | None = None,
-                  output_device: torch.device | str | None = None,
-                  schedule: DDIMSchedule | None = None, resume: FifoState | None = None,
-                  on_state: Callable[[FifoState], None] | None = None, state_every: int = 0,
-                  seeding: Callable[[torch.Tensor], None] | None = None, reseed_every: int = 0) -> torch.Tensor:
+def fifo_generate(eps_model: Callable[..., torch.Tensor], run: FifoRun, base_clip: torch.Tensor | None = None,
+                  resume: FifoState | None = None, hooks: FifoHooks = NO_HOOKS) -> torch.Tensor:
     """The whole pipeline: base clip (sampled with VideoCrafter2's own rescaled DDIM unless given), queue, FIFO.
 
-    frame_shape: `(C, h, w)` of one latent frame; base_clip: `[f, C, h, w]` or None; the base clip is sampled
-    from "base_x_T" noise with the same grid and eta as the FIFO step, conditioned on prompt 0 of a schedule.
-    schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`). Returns `[N, C, h, w]` float32 (model space).
-    resume, on_state, state_every, seeding, reseed_every: as `fifo_sample` (with `resume`, no base clip is
-    sampled or used; seeding starts after the base clip, which is sampled without it).
+    Without `base_clip` and `resume`, the base clip `[f, C, h, w]` is sampled from "base_x_T" noise with the
+    run's grid and eta (official `base_ddim_sampling`), conditioned on prompt 0 of a prompt schedule, reporting
+    to `hooks.on_base_step`. With `resume`, no base clip is sampled or used. Arguments and result as
+    `fifo_sample`.
     """
-    options.check_num_frames(num_frames)
-    if prompt_schedule is not None:
-        prompt_schedule.check_covers(num_frames)
-    if schedule is None:
-        schedule = DDIMSchedule.build(options.steps, options.eta)
-    if resume is not None:
-        if tuple(resume.queue.shape[1:]) != tuple(frame_shape):
-            raise FifoError(f"the FIFO state's latent frames are {tuple(resume.queue.shape[1:])} (channels, h, w) "
-                            f"but this video's are {tuple(frame_shape)}: resume with the size of the run that wrote it")
-        base_clip = None
-        resume = replace(resume, queue=resume.queue.to(device))
-    elif base_clip is None:
-        base_model = eps_model
-        if prompt_schedule is not None:
-            first = prompt_schedule.mix(-1)
-            base_model = lambda x, t: eps_model(x, t, first)
-        shape = (options.video_length, *frame_shape)
-        x_T = noise("base_x_T", 0, shape).to(device=device, dtype=torch.float32)
-        base_clip = sample_base_clip(base_model, x_T, schedule,
-                                     step_noise=lambda i, s: noise("base_step", i, s).to(device), rescale=True,
-                                     callback=on_base_step)
-    else:
-        check_base_clip(base_clip, options, frame_shape)
-        base_clip = base_clip.to(device=device, dtype=torch.float32)
-    return fifo_sample(eps_model, base_clip, num_frames, options, noise, schedule=schedule,
-                       prompt_schedule=prompt_schedule, on_frame=on_frame, output_device=output_device,
-                       resume=resume, on_state=on_state, state_every=state_every, seeding=seeding,
-                       reseed_every=reseed_every)
+    if resume is None and base_clip is None:
+        x_T = run.noise("base_x_T", 0, (run.options.video_length, *run.frame_shape))
+        base_clip = sample_base_clip(run.model_at(eps_model, -1), x_T.to(device=run.device, dtype=torch.float32),
+                                     run.schedule, step_noise=lambda i, s: run.noise("base_step", i, s).to(run.device),
+                                     rescale=True, callback=hooks.on_base_step)
+    return fifo_sample(eps_model, run, None if resume is not None else base_clip, resume, hooks)

@@ -1,4 +1,7 @@
-"""Shared test fixtures.
+"""Shared test fixtures, and the test markers.
+
+The host plumbing (finding ComfyUI, importing it, loading the pack, the reference folders) is the pack's
+host_bootstrap.py; this file only turns it into fixtures.
 
 - The pack is importable as `fifo_infinity` whatever the clone's folder is called.
 - `reference_dir` / `vi_reference_dir` / `i2v_reference_dir`: the official-code fixtures, from
@@ -6,10 +9,12 @@
   `/work/shared/reference/...`). A missing fixture folder fails the tests that need it.
 - `host`: the real ComfyUI (`FIFO_COMFYUI_ROOT`, set by tools/run_tests.sh, or `COMFYUI_PATH`) imported
   in-process with the pack loaded through ComfyUI's own `load_custom_node`.
+- `server`: a real ComfyUI `main.py` over HTTP (tools/server_harness.py; tools/ is on sys.path for the tests).
+- Markers: every test gets exactly one of unit / host / server / browser / distributed (pytest.ini says what
+  each means). A test file or test may set one explicitly (`pytestmark = pytest.mark.browser`); otherwise
+  `pytest_collection_modifyitems` derives it from the fixtures the test uses (`MARKER_FIXTURES`).
 """
 
-import asyncio
-import importlib.util
 import json
 import os
 import sys
@@ -17,30 +22,54 @@ import sys
 import pytest
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS_DIR = os.path.join(PACK_DIR, "tools")
+if TOOLS_DIR not in sys.path:
+    sys.path.append(TOOLS_DIR)          # pack_bootstrap, server_harness (shared with tools/); appended: shadows nothing
 
 
-def _register_pack(name="fifo_infinity"):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(PACK_DIR, "__init__.py"),
-                                                  submodule_search_locations=[PACK_DIR])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from pack_bootstrap import bootstrap  # noqa: E402  the pack's host_bootstrap.py (tools/ is on sys.path now)
 
-
-_register_pack()
+bootstrap.register_pack()
 
 
 def _find_reference(env, leaf):
-    candidates = [os.environ.get(env)] if os.environ.get(env) else [
-        os.path.join(PACK_DIR, "..", "shared", "reference", leaf),
-        os.path.join("/work", "shared", "reference", leaf)]
-    for path in candidates:
-        if path and os.path.isdir(path):
-            return os.path.abspath(path)
-    pytest.fail(f"reference fixtures not found (tried {candidates}); set {env}")
+    try:
+        return bootstrap.find_reference(leaf, env)
+    except bootstrap.ReferenceNotFound as error:
+        pytest.fail(str(error))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markers
+# ---------------------------------------------------------------------------------------------------
+
+MARKERS = ("unit", "host", "server", "browser", "distributed")
+MARKER_FIXTURES = (("server", ("server", "model_folders")),     # a real main.py over HTTP (or its model folders)
+                   ("host", ("host",)))                         # ComfyUI in-process (tiny_model, tiny_i2v, ... need it)
+"""Derived markers, first match wins: a test whose fixtures (with the fixtures they need) include one of these
+names gets that marker; a test with none of them is `unit`."""
+
+
+def marker_of(item) -> str:
+    """The one marker of `item`: its explicit one, else the one its fixtures imply. Raises pytest.UsageError when
+    a test is given two."""
+    explicit = sorted({mark.name for mark in item.iter_markers() if mark.name in MARKERS})
+    if len(explicit) > 1:
+        raise pytest.UsageError(f"{item.nodeid} has the markers {explicit}: give it exactly one of {MARKERS}")
+    if explicit:
+        return explicit[0]
+    used = set(getattr(item, "fixturenames", ()))
+    for marker, fixtures in MARKER_FIXTURES:
+        if used.intersection(fixtures):
+            return marker
+    return "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marker = marker_of(item)
+        if not item.get_closest_marker(marker):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -103,27 +132,17 @@ def frame_size() -> tuple[int, int]:
 
 
 def comfy_root():
-    root = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH")
-    if not root:
-        pytest.fail("no ComfyUI host: run the suite with `make test` (or set COMFYUI_PATH)")
-    return os.path.abspath(root)
+    """The ComfyUI root (host_bootstrap.find_comfyui); fails the test with the reason when there is none."""
+    try:
+        return bootstrap.find_comfyui()
+    except bootstrap.ComfyUINotFound as error:
+        pytest.fail(f"{error}; run the suite with `make test`")
 
 
 @pytest.fixture(scope="session")
 def host():
     """ComfyUI's `nodes` module with its built-in extra nodes and this pack loaded by `load_custom_node`."""
-    root = comfy_root()
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from comfy.cli_args import args
-    args.cpu = True
-    import utils.install_util  # noqa: F401  ComfyUI's top-level `utils` package, before nodes.py puts comfy/ (with utils.py) first on sys.path
-    import nodes
-    if "SamplerCustomAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
-        asyncio.run(nodes.init_builtin_extra_nodes())      # comfy_extras: SamplerCustom, CFGGuider, ...
-    if not any(name.startswith("FIFOInfinity") or name.startswith("VideoCrafter") for name in nodes.NODE_CLASS_MAPPINGS):
-        assert asyncio.run(nodes.load_custom_node(PACK_DIR)), "ComfyUI failed to load the pack"
-    return nodes
+    return bootstrap.load_host(comfy_root())
 
 
 @pytest.fixture(scope="session")

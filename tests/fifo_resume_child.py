@@ -11,9 +11,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import _register_pack  # noqa: E402  (makes the pack importable as fifo_infinity)
+from conftest import bootstrap  # noqa: E402  (host_bootstrap.py, loaded by conftest)
 
-_register_pack()
+bootstrap.register_pack()          # the pack importable as fifo_infinity
 from fifo_infinity.samplers import fifo  # noqa: E402
 from fifo_infinity.samplers.fifo_state import save_state  # noqa: E402
 
@@ -39,10 +39,12 @@ class ToyEps:
         return torch.tanh(0.05 * x + 0.5 * mean + shift) * scale
 
 
-def run(frames: int, seconds_per_call: float = 0.0, **kwargs) -> torch.Tensor:
-    """FIFO with a sampled base clip from SEED; kwargs go to `fifo_generate` (resume, on_state, ...)."""
-    return fifo.fifo_generate(ToyEps(OPTIONS.video_length, seconds_per_call), frames, FRAME_SHAPE, OPTIONS,
-                              fifo.GeneratorNoise(SEED), **kwargs)
+def run(frames: int, seconds_per_call: float = 0.0, resume=None, prompt_schedule=None, **hooks) -> torch.Tensor:
+    """FIFO with a sampled base clip from SEED; hooks are `FifoHooks` fields (on_state, state_every, ...)."""
+    return fifo.fifo_generate(ToyEps(OPTIONS.video_length, seconds_per_call),
+                              fifo.FifoRun(OPTIONS, frames, FRAME_SHAPE, fifo.GeneratorNoise(SEED),
+                                           prompt_schedule=prompt_schedule),
+                              resume=resume, hooks=fifo.FifoHooks(**hooks))
 
 
 if __name__ == "__main__":

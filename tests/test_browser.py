@@ -47,6 +47,8 @@ import requests
 
 from conftest import PACK_DIR, comfy_root, load_api_workflow
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = os.environ.get("FIFO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
@@ -369,7 +371,7 @@ def _pack_colors():
 
 
 def _is_fifo_sampler(node_type, info):
-    return "FIFO" in node_type and "Sampler" in node_type and not info.get("output_node")
+    return node_type in ("FIFOInfinityFIFOSampler", "FIFOInfinityFIFOSamplerAllInOne") and not info.get("output_node")
 
 
 def _host_input_names(info) -> set[str]:
@@ -492,7 +494,7 @@ def test_example_workflow_loads_in_the_page(page, mode, browser_server, pack_fol
         has_view = QUEUE_WIDGET in node["widgets"]
         assert has_view == (ours and _is_fifo_sampler(node["type"], info)), \
             f"{name}: node {i} {node['type']} {'has' if has_view else 'lacks'} the queue view"
-        assert (TIMELINE_WIDGET in node["widgets"]) == (node["type"] == "FIFOPromptSchedule"), \
+        assert (TIMELINE_WIDGET in node["widgets"]) == (node["type"] == "FIFOInfinityFIFOPromptSchedule"), \
             f"{name}: node {i} {node['type']}: the prompt timeline belongs on FIFO Prompt Schedule nodes only"
         # our widgets are DOM elements: inside their node's element in Nodes 2.0, over the canvas in classic
         for widget in OUR_WIDGETS:
@@ -518,13 +520,13 @@ def test_a_missing_checkpoint_is_flagged(page, browser_server, pack_folder):
     template = f"/api/workflow_templates/{urllib.parse.quote(pack_folder)}/videocrafter2_clip.json"
     script = """async ([url, checkpoint]) => {
       const workflow = await (await fetch(url)).json();
-      workflow.nodes.find(n => n.type === "VideoCrafterCheckpointLoader").widgets_values[0] = checkpoint;
+      workflow.nodes.find(n => n.type === "FIFOInfinityCheckpointLoader").widgets_values[0] = checkpoint;
       return URL.createObjectURL(new Blob([JSON.stringify(workflow)], {type: "application/json"}));
     }"""
     for checkpoint, red in (("no_such_videocrafter2.ckpt", True), ("model.ckpt", False)):
         url = page.evaluate(script, [template, checkpoint])
         loaded = _load(page, browser_server, pack_folder, "missing_checkpoint", url=url)
-        loader = next(n for n in loaded["nodes"] if n["type"] == "VideoCrafterCheckpointLoader")
+        loader = next(n for n in loaded["nodes"] if n["type"] == "FIFOInfinityCheckpointLoader")
         assert loader["has_errors"] == red, f"ckpt_name {checkpoint!r}: has_errors {loader['has_errors']}"
 
 
@@ -567,7 +569,7 @@ def test_prompt_timeline_edits_the_schedule(page, mode, browser_server, pack_fol
     _load(page, browser_server, pack_folder, "fifo_multi_prompt")
     api = load_api_workflow("fifo_multi_prompt.json")
     chain = [i for i in ("6", "7", "8")]
-    assert all(api[i]["class_type"] == "FIFOPromptSchedule" for i in chain)
+    assert all(api[i]["class_type"] == "FIFOInfinityFIFOPromptSchedule" for i in chain)
     schedule = page.evaluate("(id) => window.fifoInfinity.collectSchedule(app.graph.getNodeById(id))", 7)
     texts = [api[api[i]["inputs"]["conditioning"][0]]["inputs"]["text"] for i in chain]
     assert [s["text"] for s in schedule["segments"]] == texts
@@ -634,7 +636,7 @@ def test_tiny_demo_queued_from_the_page(page, mode, browser_server, pack_folder,
     assert len(fifo) == 1, f"{DEMO}: expected one FIFO sampler node, found {[n['type'] for n in fifo]}"
     fifo_id = str(fifo[0]["id"])
     assert QUEUE_WIDGET in fifo[0]["widgets"], f"the FIFO node has no {QUEUE_WIDGET} widget: {fifo[0]['widgets']}"
-    loader = [n for n in loaded["nodes"] if n["type"] == "VideoCrafterCheckpointLoader"]
+    loader = [n for n in loaded["nodes"] if n["type"] == "FIFOInfinityCheckpointLoader"]
     ckpt = page.evaluate("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === "ckpt_name");
                                       return [w.value, w.options.values]; }""", loader[0]["id"])
     assert ckpt[0] == "fifo_infinity_tiny_vc2.safetensors" and ckpt[0] in ckpt[1], \

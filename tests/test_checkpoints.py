@@ -112,7 +112,7 @@ def test_loader_node_lists_both_folders_and_reports_errors(host, tmp_path, tiny_
     folder_paths.add_model_folder_path("videocrafter", str(videocrafter_dir))
     folder_paths.add_model_folder_path("checkpoints", str(checkpoints_dir))
 
-    node = host.NODE_CLASS_MAPPINGS["VideoCrafterCheckpointLoader"]
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityCheckpointLoader"]
     spec = node.INPUT_TYPES()["required"]["ckpt_name"]
     choices = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
     assert "tiny_vc2.safetensors" in choices and "image_model.safetensors" in choices
@@ -124,7 +124,7 @@ def test_loader_node_lists_both_folders_and_reports_errors(host, tmp_path, tiny_
 
 
 def test_empty_video_latent_shapes_and_size_errors(host):
-    node = host.NODE_CLASS_MAPPINGS["VideoCrafterEmptyVideoLatent"]
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityEmptyVideoLatent"]
     latent = node.execute(512, 320, 16).result[0]["samples"]
     assert latent.shape == (16, 4, 40, 64)
     message = node.validate_inputs(width=500, height=320)
@@ -139,7 +139,7 @@ def test_empty_video_latent_shapes_and_size_errors(host):
 def test_fps_conditioning_reaches_the_unet(host, tiny_model, manifest):
     """The VideoCrafter FPS node sets the conditioning key the model turns into its per-frame fps input (8, the
     official default, when it is not set)."""
-    node = host.NODE_CLASS_MAPPINGS["VideoCrafterFPS"]
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityVideoCrafterFPS"]
     frames = manifest["unet"]["temporal_length"]
     conditioning = [[torch.zeros(1, 77, manifest["unet"]["context_dim"]), {}]]
     tagged = node.execute(conditioning, 24).result[0]

@@ -25,10 +25,10 @@ def sample(host, model, conds, frames=16, steps=2):
 
 def video_infinity(host, model, frames_per_clip=8):
     nodes = host.NODE_CLASS_MAPPINGS
-    defaults = {name: entry[1].get("default") for name, entry in nodes["VideoInfinityContext"].INPUT_TYPES()["required"].items()}
+    defaults = {name: entry[1].get("default") for name, entry in nodes["FIFOInfinityVideoInfinityContext"].INPUT_TYPES()["required"].items()}
     defaults.update(frames_per_clip=frames_per_clip, padding=2, global_frames=4)
-    context = nodes["VideoInfinityContext"].execute(**defaults).result[0]
-    return nodes["ApplyVideoInfinity"].execute(model, context).result[0]
+    context = nodes["FIFOInfinityVideoInfinityContext"].execute(**defaults).result[0]
+    return nodes["FIFOInfinityApplyVideoInfinity"].execute(model, context).result[0]
 
 
 def qcache(host, model, weight):
@@ -77,7 +77,7 @@ def test_qcache_with_the_fifo_sampler(host, setup):
     core = PatchedCfgUNet(setup["model"].model.diffusion_model, [setup["embeddings"][1:2]], setup["embeddings"][0:1],
                           setup["cfg"], setup["fps"], 8)
     with torch.no_grad():
-        expected = fifo.fifo_generate(core, frames, setup["frame_shape"], fifo.FifoOptions(8, 2, True, 1.0),
-                                      fifo.GeneratorNoise(seed))
+        expected = fifo.fifo_generate(core, fifo.FifoRun(fifo.FifoOptions(8, 2, True, 1.0), frames, setup["frame_shape"],
+                                                          fifo.GeneratorNoise(seed)))
     compare("Q-cache 0.9 + FIFO vs core with the patch", setup["model"].model.process_latent_in(blended["samples"]),
             expected)

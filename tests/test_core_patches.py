@@ -4,7 +4,7 @@ Each core node is applied to the tiny reference model and a 16-frame video is sa
 (euler, 2 steps, CFG 4, so the uncond branch that SAG and PAG need is computed). Where a patch is the identity at
 some setting the output equals the unpatched run (bit for bit, except FreeU's FFT round trip, which is within
 float rounding); otherwise it differs. Core's UNet conventions we follow: comfy/ldm/modules/diffusionmodules/
-openaimodel.py `UNetModel._forward` (DESIGN.md decision 12).
+openaimodel.py `UNetModel._forward` (docs/videocrafter2.md, "The UNet in ComfyUI").
 """
 
 import asyncio

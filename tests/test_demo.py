@@ -45,13 +45,13 @@ def test_configure_sets_frames_prompt_and_seed():
     workflow = demo.load_workflow()
     changed = demo.configure(workflow, frames=24, prompt="a blue square bouncing", seed=3, prefix="x/y")
     assert workflow != changed                   # a copy: the loaded workflow is untouched
-    fifo = [n for n in changed.values() if n["class_type"] == "FIFOSamplerAllInOne"]
+    fifo = [n for n in changed.values() if n["class_type"] == "FIFOInfinityFIFOSamplerAllInOne"]
     assert len(fifo) == 1 and fifo[0]["inputs"]["frames"] == 24
-    assert [n for n in workflow.values() if n["class_type"] == "FIFOSamplerAllInOne"][0]["inputs"]["frames"] == 256
+    assert [n for n in workflow.values() if n["class_type"] == "FIFOInfinityFIFOSamplerAllInOne"][0]["inputs"]["frames"] == 256
     assert any(n["inputs"].get("text") == "a blue square bouncing" for n in changed.values())
     assert all(n["inputs"]["filename_prefix"] == "x/y" for n in changed.values() if "filename_prefix" in n["inputs"])
     assert any(n["inputs"].get("seed") == 3 or n["inputs"].get("noise_seed") == 3 for n in changed.values())
-    loader = [n for n in changed.values() if n["class_type"] == "VideoCrafterCheckpointLoader"]
+    loader = [n for n in changed.values() if n["class_type"] == "FIFOInfinityCheckpointLoader"]
     assert loader and loader[0]["inputs"]["ckpt_name"] == MODEL_NAME
 
 
@@ -61,6 +61,7 @@ def read_mp4(path):
         return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
+@pytest.mark.server
 def test_demo_workflow_through_the_real_server(tmp_path, monkeypatch):
     """The demo workflow with fewer frames and a shorter queue (f 8, n 2: the FIFO warm-up dominates the
     run time on a CPU, not the frame count), so the suite stays within CI's budget."""
@@ -69,7 +70,7 @@ def test_demo_workflow_through_the_real_server(tmp_path, monkeypatch):
     def shorter(workflow, **kwargs):
         changed = configure(workflow, **kwargs)
         for node in changed.values():
-            if node["class_type"] == "FIFOSamplerAllInOne":
+            if node["class_type"] == "FIFOInfinityFIFOSamplerAllInOne":
                 node["inputs"].update(video_length=8, num_partitions=2)
         return changed
 
@@ -97,6 +98,7 @@ def test_demo_workflow_through_the_real_server(tmp_path, monkeypatch):
     assert np.abs(background - np.asarray(quality.BACKGROUND)).max() <= 12, background
 
 
+@pytest.mark.server
 def test_a_failed_demo_keeps_the_server_log(tmp_path):
     python = os.environ.get("FIFO_PYTHON") or sys.executable
     with pytest.raises(RuntimeError, match="ComfyUI refused the demo workflow.*frames"):   # 0 frames: invalid

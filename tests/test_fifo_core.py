@@ -3,7 +3,8 @@
 Fixtures: $FIFO_REFERENCE_DIR (default ../shared/reference/vc2_tiny): `fifo.safetensors`, `stages.safetensors`
 and every size from `manifest.json`. The model is the tiny VideoCrafter2's UNet called directly, with CFG
 `e = e_u + cfg (e_c - e_u)`, cond = `text.embeddings[1]`, uncond = `text.embeddings[0]`, fps from the manifest.
-Tolerance (issue 3): full samplings within 1e-4 x max|reference|. Run with `-s` to see the measured errors.
+Tolerance (docs/fifo.md, "Parity with the official code"): full samplings within 1e-4 x max|reference|. Run
+with `-s` to see the measured errors.
 """
 
 import os
@@ -12,7 +13,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from fifo_infinity.samplers import ddim, fifo, schedule
+from fifo_infinity.samplers import ddim, fifo, prompt_schedule as schedule
 
 RELATIVE_TOLERANCE = 1e-4
 
@@ -110,7 +111,7 @@ def test_parity_schedule_buffers(stages):
 
 
 def test_ddim_grid_matches_the_spec_table():
-    """Spec 1.2, S = 64, eta = 1: grid includes 0 and 999, a_prev[0] = a[0], sigma_0 = 0."""
+    """docs/fifo.md, "The DDIM grid", S = 64, eta = 1: grid includes 0 and 999, a_prev[0] = a[0], sigma_0 = 0."""
     s = ddim.DDIMSchedule.build(64, eta=1.0)
     assert s.timesteps[:9].tolist() == [0, 16, 32, 48, 63, 79, 95, 111, 127]
     assert s.timesteps[-2:].tolist() == [983, 999]
@@ -136,7 +137,8 @@ def test_parity_queue_levels(reference, settings, eta):
 
 
 def test_window_table_of_the_default_settings():
-    """Spec 1.5 table (f = 16, n = 4, lookahead): window 7 reads 56-71 and writes 64-71 ... window 0 reads 0-15."""
+    """docs/fifo.md, "Lookahead denoising", the table (f = 16, n = 4, lookahead): window 7 reads 56-71 and writes
+    64-71 ... window 0 reads 0-15."""
     windows = fifo.FifoOptions().windows()
     assert [(w.rank, w.start, w.write_start, w.end) for w in windows] == [
         (r, 8 * r, 8 * r + 8, 8 * r + 16) for r in range(7, -1, -1)]
@@ -196,9 +198,10 @@ def core_runs(reference, settings, model):
                                    num_partitions=settings["options"].num_partitions,
                                    lookahead=settings["options"].lookahead, eta=float(eta))
         popped = []
-        output = fifo.fifo_sample(model, to_frames(reference[f"base.eta{eta}.latents"]), settings["frames"],
-                                  options, FixtureNoise(reference, eta),
-                                  on_frame=lambda i, total, frame: popped.append(frame))
+        base = to_frames(reference[f"base.eta{eta}.latents"])
+        output = fifo.fifo_sample(model, fifo.FifoRun(options, settings["frames"], base.shape[1:],
+                                                 FixtureNoise(reference, eta)), base,
+                                  hooks=fifo.FifoHooks(on_frame=lambda i, total, frame: popped.append(frame)))
         runs[eta] = (torch.cat(popped), output)
     return runs
 
@@ -296,7 +299,8 @@ class WindowMixer:
 
 
 def naive_iteration(queue, model, sched, options):
-    """Independent replay of one iteration from the fixture README's protocol: every window reads a snapshot,
+    """Independent replay of one iteration from the references' protocol (docs/fifo.md, "Parity with the official
+    code"): every window reads a snapshot,
     each written slot takes its own DDIM step (eta 0; with `options.rescale`, VideoCrafter2's rescaled step:
     x0 / scale_arr[tau_j], then times scale_arr[tau_{j-1}])."""
     snapshot = queue.clone()
@@ -342,7 +346,7 @@ def test_window_grouping_gives_identical_latents(lookahead):
                                    window_batch=window_batch)
         model = WindowMixer(options.video_length)
         base = torch.randn(4, 4, 2, 3, generator=torch.Generator().manual_seed(1))
-        outputs[window_batch] = fifo.fifo_sample(model, base, 5, options, fifo.GeneratorNoise(7))
+        outputs[window_batch] = fifo.fifo_sample(model, fifo.FifoRun(options, 5, base.shape[1:], fifo.GeneratorNoise(7)), base)
         per_call = options.windows_per_call
         assert model.calls[0][0] == (per_call * options.video_length, 4, 2, 3)
         assert len(model.calls) == options.iterations(5) * len(options.window_groups())
@@ -355,8 +359,8 @@ def test_popped_frame_is_the_head_and_output_keeps_the_last_n():
     model = WindowMixer(4)
     popped, queues = [], []
     base = torch.randn(4, 4, 2, 3, generator=torch.Generator().manual_seed(2))
-    out = fifo.fifo_sample(model, base, 3, options, fifo.GeneratorNoise(3),
-                           on_frame=lambda i, total, frame: popped.append((i, total, frame)))
+    out = fifo.fifo_sample(model, fifo.FifoRun(options, 3, base.shape[1:], fifo.GeneratorNoise(3)), base,
+                           hooks=fifo.FifoHooks(on_frame=lambda i, total, frame: popped.append((i, total, frame))))
     assert [i for i, _, _ in popped] == list(range(options.iterations(3)))
     assert all(total == 3 + options.warmup for _, total, _ in popped)
     assert torch.equal(out, torch.cat([frame for _, _, frame in popped])[options.warmup:])
@@ -406,16 +410,16 @@ def test_uniform_queue_init_repeats_each_base_frame_n_times():
 def test_generate_samples_a_rescaled_base_clip_from_the_seed():
     options = fifo.FifoOptions(video_length=4, num_partitions=2, eta=1.0)
     model = WindowMixer(4)
-    a = fifo.fifo_generate(model, 3, (4, 2, 3), options, fifo.GeneratorNoise(11))
-    b = fifo.fifo_generate(model, 3, (4, 2, 3), options, fifo.GeneratorNoise(11))
-    c = fifo.fifo_generate(model, 3, (4, 2, 3), options, fifo.GeneratorNoise(12))
+    a = fifo.fifo_generate(model, fifo.FifoRun(options, 3, (4, 2, 3), fifo.GeneratorNoise(11)))
+    b = fifo.fifo_generate(model, fifo.FifoRun(options, 3, (4, 2, 3), fifo.GeneratorNoise(11)))
+    c = fifo.fifo_generate(model, fifo.FifoRun(options, 3, (4, 2, 3), fifo.GeneratorNoise(12)))
     assert torch.equal(a, b) and not torch.equal(a, c)
     # the same as composing the parts by hand, drawing noise in the documented order
     noise = fifo.GeneratorNoise(11)
     sched = ddim.DDIMSchedule.build(options.steps, 1.0)
     clip = ddim.sample_base_clip(model, noise("base_x_T", 0, (4, 4, 2, 3)), sched,
                                  step_noise=lambda i, shape: noise("base_step", i, shape), rescale=True)
-    assert torch.equal(fifo.fifo_sample(model, clip, 3, options, noise), a)
+    assert torch.equal(fifo.fifo_sample(model, fifo.FifoRun(options, 3, clip.shape[1:], noise), clip), a)
     plain = fifo.GeneratorNoise(11)
     unscaled = ddim.sample_base_clip(model, plain("base_x_T", 0, (4, 4, 2, 3)), sched,
                                      step_noise=lambda i, shape: plain("base_step", i, shape), rescale=False)
@@ -465,7 +469,7 @@ def test_multi_prompt_run_passes_each_iterations_mix():
     model = WindowMixer(4)
     sched = schedule.PromptSchedule((2, 3), transition=1)
     base = torch.randn(4, 4, 2, 3, generator=torch.Generator().manual_seed(5))
-    fifo.fifo_sample(model, base, 5, options, fifo.GeneratorNoise(0), prompt_schedule=sched)
+    fifo.fifo_sample(model, fifo.FifoRun(options, 5, base.shape[1:], fifo.GeneratorNoise(0), prompt_schedule=sched), base)
     per_iteration = [model.calls[i * 2][2] for i in range(options.iterations(5))]
     assert per_iteration == [sched.mix_at_iteration(i, options.warmup) for i in range(options.iterations(5))]
     assert per_iteration[options.warmup + 2] == ((0, 0.5), (1, 0.5))
@@ -498,15 +502,16 @@ def test_bad_inputs_raise_clear_errors():
     model = WindowMixer(4)
     base = torch.zeros(4, 4, 2, 3)
     with pytest.raises(fifo.FifoError, match="frames N = 0"):
-        fifo.fifo_sample(model, base, 0, options, fifo.GeneratorNoise(0))
+        fifo.fifo_sample(model, fifo.FifoRun(options, 0, base.shape[1:], fifo.GeneratorNoise(0)), base)
     with pytest.raises(fifo.FifoError, match="base clip has 6 frames but video_length f = 4"):
-        fifo.fifo_sample(model, torch.zeros(6, 4, 2, 3), 3, options, fifo.GeneratorNoise(0))
+        fifo.fifo_sample(model, fifo.FifoRun(options, 3, (4, 2, 3), fifo.GeneratorNoise(0)), torch.zeros(6, 4, 2, 3))
     with pytest.raises(fifo.FifoError, match=r"4x5x6 .* 4x2x3"):
-        fifo.fifo_generate(model, 3, (4, 2, 3), options, fifo.GeneratorNoise(0), base_clip=torch.zeros(4, 4, 5, 6))
+        fifo.fifo_generate(model, fifo.FifoRun(options, 3, (4, 2, 3), fifo.GeneratorNoise(0)), torch.zeros(4, 4, 5, 6))
     with pytest.raises(schedule.PromptScheduleError, match=r"sum to 5 \(2 \+ 3\), fewer than the 8 frames"):
-        fifo.fifo_sample(model, base, 8, options, fifo.GeneratorNoise(0),
-                         prompt_schedule=schedule.PromptSchedule((2, 3)))
+        fifo.fifo_sample(model, fifo.FifoRun(options, 8, base.shape[1:], fifo.GeneratorNoise(0),
+                                             prompt_schedule=schedule.PromptSchedule((2, 3))), base)
     with pytest.raises(schedule.PromptScheduleError, match="prompt 2 of the schedule has frames = 0"):
         schedule.PromptSchedule((2, 0))
     with pytest.raises(fifo.FifoError, match="grid has 10 levels but the queue needs f \\* n = 4 \\* 2 = 8"):
-        fifo.fifo_sample(model, base, 2, options, fifo.GeneratorNoise(0), schedule=ddim.DDIMSchedule.build(10))
+        fifo.fifo_sample(model, fifo.FifoRun(options, 2, base.shape[1:], fifo.GeneratorNoise(0),
+                                             schedule=ddim.DDIMSchedule.build(10)), base)

@@ -13,7 +13,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from fifo_infinity.samplers import fifo, schedule
+from fifo_infinity.samplers import fifo, prompt_schedule as schedule
 from conftest import frame_size
 from test_fifo_core import CfgUNet, to_frames
 
@@ -52,9 +52,9 @@ def run_custom_advanced(host, setup, sampler_inputs, frames, seed, positive=None
     nodes = host.NODE_CLASS_MAPPINGS
     model = model if model is not None else setup["model"]
     guider = nodes["CFGGuider"].execute(model, positive or setup["positive"], setup["negative"], setup["cfg"]).result[0]
-    sampler = nodes["FIFOSampler"].execute(**sampler_inputs).result[0]
-    sigmas = nodes["FIFOSigmas"].execute(model, sampler_inputs["video_length"], sampler_inputs["num_partitions"]).result[0]
-    latent = nodes["VideoCrafterEmptyVideoLatent"].execute(setup["width"], setup["height"], frames).result[0]
+    sampler = nodes["FIFOInfinityFIFOSampler"].execute(**sampler_inputs).result[0]
+    sigmas = nodes["FIFOInfinityFIFOSigmas"].execute(model, sampler_inputs["video_length"], sampler_inputs["num_partitions"]).result[0]
+    latent = nodes["FIFOInfinityEmptyVideoLatent"].execute(setup["width"], setup["height"], frames).result[0]
     noise = nodes["RandomNoise"].execute(seed).result[0]
     out, denoised = nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, latent).result
     return out, denoised
@@ -75,7 +75,7 @@ def compare(name, got, expected):
 
 # ---------------------------------------------------------------- registration
 
-FIFO_NODES = ["FIFOSampler", "FIFOSigmas", "FIFOSamplerAllInOne", "FIFOPromptSchedule"]
+FIFO_NODES = ["FIFOInfinityFIFOSampler", "FIFOInfinityFIFOSigmas", "FIFOInfinityFIFOSamplerAllInOne", "FIFOInfinityFIFOPromptSchedule"]
 
 
 def test_nodes_are_registered_with_descriptions_and_tooltips(host):
@@ -87,12 +87,12 @@ def test_nodes_are_registered_with_descriptions_and_tooltips(host):
             assert entry.tooltip, (name, entry.id)
         for entry in schema.outputs:
             assert entry.tooltip, (name, entry)
-    assert host.NODE_DISPLAY_NAME_MAPPINGS["FIFOSampler"] == "FIFO Sampler"
-    assert host.NODE_DISPLAY_NAME_MAPPINGS["FIFOSamplerAllInOne"] == "FIFO Sampler (all-in-one)"
+    assert host.NODE_DISPLAY_NAME_MAPPINGS["FIFOInfinityFIFOSampler"] == "FIFO Sampler"
+    assert host.NODE_DISPLAY_NAME_MAPPINGS["FIFOInfinityFIFOSamplerAllInOne"] == "FIFO Sampler (all-in-one)"
 
 
 def test_fifo_sigmas_are_the_official_grid(host, setup):
-    sigmas = host.NODE_CLASS_MAPPINGS["FIFOSigmas"].execute(setup["model"], 16, 4).result[0]
+    sigmas = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSigmas"].execute(setup["model"], 16, 4).result[0]
     sampling = setup["model"].get_model_object("model_sampling")
     assert sigmas.shape == (65,) and float(sigmas[-1]) == 0.0
     timesteps = sampling.timestep(sigmas[:-1]).flip(0)
@@ -113,12 +113,13 @@ def test_sampler_custom_advanced_matches_the_core(host, setup, rescale):
     assert samples.shape == (frames, *setup["frame_shape"])
     assert torch.equal(denoised["samples"], samples)
     options = fifo.FifoOptions(8, 2, True, 0.0, rescale=rescale)
-    expected = fifo.fifo_generate(core_model(setup, 8), frames, setup["frame_shape"], options, fifo.GeneratorNoise(seed))
+    expected = fifo.fifo_generate(core_model(setup, 8),
+                                  fifo.FifoRun(options, frames, setup["frame_shape"], fifo.GeneratorNoise(seed)))
     compare(f"SamplerCustomAdvanced eta0 rescale {rescale} vs core", setup["model"].model.process_latent_in(samples),
             expected)
     if rescale:
-        official = fifo.fifo_generate(core_model(setup, 8), frames, setup["frame_shape"], fifo.FifoOptions(8, 2, True, 0.0),
-                                      fifo.GeneratorNoise(seed))
+        official = fifo.fifo_generate(core_model(setup, 8), fifo.FifoRun(fifo.FifoOptions(8, 2, True, 0.0), frames,
+                                                                           setup["frame_shape"], fifo.GeneratorNoise(seed)))
         assert (official - expected).abs().max() > 100 * RELATIVE_TOLERANCE * expected.abs().max()
 
 
@@ -133,13 +134,14 @@ def test_all_in_one_with_a_base_clip_matches_the_core(host, setup, reference, mo
     base = to_frames(reference["base.eta1.latents"])                        # model space, f frames
     f = base.shape[0]
     frames, seed = f + 4, 5
-    node = host.NODE_CLASS_MAPPINGS["FIFOSamplerAllInOne"]
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSamplerAllInOne"]
     out = node.execute(setup["model"], setup["positive"], setup["negative"], frames, setup["width"], setup["height"],
                        seed, setup["cfg"], f, 1, True, 1.0, 1, "uniform", setup["fps"],
                        base_clip={"samples": setup["model"].model.process_latent_out(base)}).result[0]
     assert shapes == [[f, *setup["frame_shape"]]], shapes                  # one window, not all N frames
     options = fifo.FifoOptions(f, 1, True, 1.0, window_batch=1, queue_init="uniform")
-    expected = fifo.fifo_sample(core_model(setup, f), base, frames, options, fifo.GeneratorNoise(seed))
+    expected = fifo.fifo_sample(core_model(setup, f), fifo.FifoRun(options, frames, base.shape[1:], fifo.GeneratorNoise(seed)),
+                                base)
     assert out["samples"].shape == (frames, *setup["frame_shape"])
     compare("all-in-one eta1 with base clip vs core", setup["model"].model.process_latent_in(out["samples"]), expected)
 
@@ -154,7 +156,8 @@ def test_parity_fifo_through_comfyui(host, setup, reference, manifest, monkeypat
     f, n, frames = settings["video_length_f"], settings["num_partitions_n"], settings["new_frames_N"]
     nodes = host.NODE_CLASS_MAPPINGS
     # the noise source of the FIFO sampler as ComfyUI loaded the pack (its own module copy)
-    monkeypatch.setattr(sys.modules[nodes["FIFOSampler"].__module__], "GeneratorNoise",
+    sampler_class = sys.modules[nodes["FIFOInfinityFIFOSampler"].__module__].FifoSampler
+    monkeypatch.setattr(sys.modules[sampler_class.__module__], "GeneratorNoise",
                         lambda seed, device=None: FixtureNoise(reference, eta))
     model = setup["model"]
     base = {"samples": model.model.process_latent_out(to_frames(reference[f"base.eta{eta}.latents"]))}
@@ -163,7 +166,7 @@ def test_parity_fifo_through_comfyui(host, setup, reference, manifest, monkeypat
                                 eta=float(eta), base_clip=base)
         out, _ = run_custom_advanced(host, setup, inputs, frames, 0)
     else:
-        out = nodes["FIFOSamplerAllInOne"].execute(model, setup["positive"], setup["negative"], frames, setup["width"],
+        out = nodes["FIFOInfinityFIFOSamplerAllInOne"].execute(model, setup["positive"], setup["negative"], frames, setup["width"],
                                                    setup["height"], 0, setup["cfg"], f, n,
                                                    settings["lookahead_denoising"], float(eta), 0, "official",
                                                    setup["fps"], base_clip=base).result[0]
@@ -179,8 +182,8 @@ def test_prompt_schedule_matches_the_core(host, setup, reference):
     """Two prompts with a 1-frame transition: the queue's conditioning per iteration is the core's mix."""
     nodes = host.NODE_CLASS_MAPPINGS
     e = setup["embeddings"]
-    first = nodes["FIFOPromptSchedule"].execute([[e[1:2], {"fps": setup["fps"]}]], 1, 0).result[0]
-    chain = nodes["FIFOPromptSchedule"].execute([[e[2:3], {"fps": setup["fps"]}]], 2, 1, previous=first).result[0]
+    first = nodes["FIFOInfinityFIFOPromptSchedule"].execute([[e[1:2], {"fps": setup["fps"]}]], 1, 0).result[0]
+    chain = nodes["FIFOInfinityFIFOPromptSchedule"].execute([[e[2:3], {"fps": setup["fps"]}]], 2, 1, previous=first).result[0]
     base = to_frames(reference["base.eta0.latents"])[:8]
     frames, seed = 3, 9
     inputs = sampler_inputs(num_partitions=1, prompt_schedule=chain,
@@ -188,10 +191,11 @@ def test_prompt_schedule_matches_the_core(host, setup, reference):
     out, _ = run_custom_advanced(host, setup, inputs, frames, seed)
     options = fifo.FifoOptions(8, 1, True, 0.0)
     model = core_model(setup, 8, conds=[e[1:2], e[2:3]])
-    expected = fifo.fifo_sample(model, base, frames, options, fifo.GeneratorNoise(seed),
-                                prompt_schedule=schedule.PromptSchedule((1, 2), transition=(1,)))
+    expected = fifo.fifo_sample(model, fifo.FifoRun(options, frames, base.shape[1:], fifo.GeneratorNoise(seed),
+                                             prompt_schedule=schedule.PromptSchedule((1, 2), transition=(1,))), base)
     compare("prompt schedule vs core", setup["model"].model.process_latent_in(out["samples"]), expected)
-    single = fifo.fifo_sample(core_model(setup, 8), base, frames, options, fifo.GeneratorNoise(seed))
+    single = fifo.fifo_sample(core_model(setup, 8), fifo.FifoRun(options, frames, base.shape[1:], fifo.GeneratorNoise(seed)),
+                              base)
     assert (single - expected).abs().max() > 1e-3     # the schedule did change the video
 
 
@@ -203,8 +207,8 @@ def test_progress_counts_frames_and_interruption_stops_within_one_call(host, set
     import comfy.model_management
     import comfy.patcher_extension
     import comfy.samplers
-    import fifo_infinity.nodes.fifo as fifo_nodes
-    from fifo_infinity.nodes.fifo import FifoSampler
+    import fifo_infinity.bridge.fifo as fifo_bridge
+    from fifo_infinity.bridge.fifo import FifoSampler
 
     messages = []
 
@@ -214,16 +218,16 @@ def test_progress_counts_frames_and_interruption_stops_within_one_call(host, set
         def send_sync(self, event, data, client):
             messages.append((event, data, client))
 
-    class RecordingProgress(fifo_nodes.QueueProgress):
+    class RecordingProgress(fifo_bridge.QueueProgress):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.server, self.interval = FakeServer(), 0.0
 
-    monkeypatch.setattr(fifo_nodes, "QueueProgress", RecordingProgress)
+    monkeypatch.setattr(fifo_bridge, "QueueProgress", RecordingProgress)
     base = to_frames(reference["base.eta0.latents"])[:8]
     options = fifo.FifoOptions(8, 1, True, 0.0, window_batch=1)
     sampler = FifoSampler(options, setup["model"].model.process_latent_out(base), node_id="7")
-    sigmas = host.NODE_CLASS_MAPPINGS["FIFOSigmas"].execute(setup["model"], 8, 1).result[0]
+    sigmas = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSigmas"].execute(setup["model"], 8, 1).result[0]
     latent = torch.zeros(50, *setup["frame_shape"])
     calls, steps = [], []
 
@@ -266,7 +270,7 @@ def test_loaded_models_estimate_fifo_memory_for_one_window_batch(host, monkeypat
     sampler on the same model still estimates for its whole latent."""
     import comfy.sampler_helpers
     nodes = host.NODE_CLASS_MAPPINGS
-    model, clip, _, _ = nodes["VideoCrafterCheckpointLoader"].execute("fifo_infinity_tiny_vc2.safetensors").result
+    model, clip, _, _ = nodes["FIFOInfinityCheckpointLoader"].execute("fifo_infinity_tiny_vc2.safetensors").result
     shapes = []
     original = comfy.sampler_helpers._prepare_sampling
 
@@ -276,21 +280,21 @@ def test_loaded_models_estimate_fifo_memory_for_one_window_batch(host, monkeypat
     monkeypatch.setattr(comfy.sampler_helpers, "_prepare_sampling", record)
     cond = nodes["CLIPTextEncode"]().encode(clip, "a red ball")[0]
     guider = nodes["CFGGuider"].execute(model, cond, cond, 1.0).result[0]
-    sampler = nodes["FIFOSampler"].execute(**sampler_inputs(video_length=4, num_partitions=1)).result[0]
-    sigmas = nodes["FIFOSigmas"].execute(model, 4, 1).result[0]
-    latent = nodes["VideoCrafterEmptyVideoLatent"].execute(64, 64, 40).result[0]
+    sampler = nodes["FIFOInfinityFIFOSampler"].execute(**sampler_inputs(video_length=4, num_partitions=1)).result[0]
+    sigmas = nodes["FIFOInfinityFIFOSigmas"].execute(model, 4, 1).result[0]
+    latent = nodes["FIFOInfinityEmptyVideoLatent"].execute(64, 64, 40).result[0]
     noise = nodes["RandomNoise"].execute(1).result[0]
     out = nodes["SamplerCustomAdvanced"].execute(noise, guider, sampler, sigmas, latent).result[0]
     assert out["samples"].shape == (40, 4, 8, 8)
     assert shapes == [(8, 4, 8, 8)], shapes
     nodes["KSampler"]().sample(model, 1, 1, 1.0, "euler", "normal", cond, cond,
-                               nodes["VideoCrafterEmptyVideoLatent"].execute(64, 64, 12).result[0], 1.0)
+                               nodes["FIFOInfinityEmptyVideoLatent"].execute(64, 64, 12).result[0], 1.0)
     assert shapes[-1] == (12, 4, 8, 8)
 
 
 def test_bad_node_inputs_give_clear_errors(host, setup, reference):
     nodes = host.NODE_CLASS_MAPPINGS
-    all_in_one, sampler = nodes["FIFOSamplerAllInOne"], nodes["FIFOSampler"]
+    all_in_one, sampler = nodes["FIFOInfinityFIFOSamplerAllInOne"], nodes["FIFOInfinityFIFOSampler"]
     # validators name only what ComfyUI's own per-input range check misses: NaN / inf, and sizes
     assert "width = 100" in all_in_one.validate_inputs(width=100)
     assert "width = 0 is outside its range" in all_in_one.validate_inputs(width=0)
@@ -319,14 +323,14 @@ def test_bad_node_inputs_give_clear_errors(host, setup, reference):
         all_in_one.execute(setup["model"], setup["positive"], setup["negative"], 3, setup["width"], setup["height"], 0,
                            setup["cfg"], 8, 1, True, 0.0, 0, "official", 8, base_clip=wrong_size)
 
-    short = nodes["FIFOPromptSchedule"].execute(setup["positive"], 2, 0).result[0]
-    short = nodes["FIFOPromptSchedule"].execute(setup["positive"], 3, 0, previous=short).result[0]
+    short = nodes["FIFOInfinityFIFOPromptSchedule"].execute(setup["positive"], 2, 0).result[0]
+    short = nodes["FIFOInfinityFIFOPromptSchedule"].execute(setup["positive"], 3, 0, previous=short).result[0]
     with pytest.raises(ValueError, match=r"sum to 5 \(2 \+ 3\), fewer than the 7 frames"):
         run_custom_advanced(host, setup, sampler_inputs(prompt_schedule=short), 7, 0)
 
     guider = nodes["CFGGuider"].execute(setup["model"], setup["positive"], setup["negative"], 1.0).result[0]
     wrong_sigmas = nodes["BasicScheduler"].execute(setup["model"], "simple", 10, 1.0).result[0]
-    latent = nodes["VideoCrafterEmptyVideoLatent"].execute(setup["width"], setup["height"], 2).result[0]
+    latent = nodes["FIFOInfinityEmptyVideoLatent"].execute(setup["width"], setup["height"], 2).result[0]
     with pytest.raises(ValueError, match=r"sigmas has 10 steps .* f \* n = 8 \* 2 = 16"):
         nodes["SamplerCustomAdvanced"].execute(nodes["RandomNoise"].execute(0).result[0], guider,
                                                sampler.execute(**sampler_inputs()).result[0], wrong_sigmas, latent)
@@ -349,7 +353,7 @@ def test_example_workflow_matches_the_brief():
     from conftest import load_api_workflow
     prompt = load_api_workflow("fifo_long_video.json")
     types = [prompt[k]["class_type"] for k in sorted(prompt, key=int)]
-    assert types == ["VideoCrafterCheckpointLoader", "CLIPTextEncode", "CLIPTextEncode", "FIFOSamplerAllInOne",
+    assert types == ["FIFOInfinityCheckpointLoader", "CLIPTextEncode", "CLIPTextEncode", "FIFOInfinityFIFOSamplerAllInOne",
                      "VAEDecode", "SaveAnimatedWEBP"]
 
 
@@ -396,7 +400,7 @@ def test_bad_fifo_inputs_are_refused_over_http(server):
         response = server.post_prompt(fifo_prompt(**{"frames": 4, **inputs}))
         assert response.status_code == 400, inputs
         errors = response.json()["node_errors"]["4"]
-        assert errors["class_type"] == "FIFOSamplerAllInOne"
+        assert errors["class_type"] == "FIFOInfinityFIFOSamplerAllInOne"
         assert words in str(errors["errors"]), errors
         assert name in {error["extra_info"]["input_name"] for error in errors["errors"]}
     entry = server.wait(server.queue(fifo_prompt(frames=4, video_length=15)), timeout=120)

@@ -1,4 +1,5 @@
-"""Resuming FIFO runs from state files (issue 4): a resumed run gives exactly the frames of an uninterrupted one.
+"""Resuming FIFO runs from state files (docs/fifo.md, "State files"): a resumed run gives exactly the frames
+of an uninterrupted one.
 
 Core tests use a cheap deterministic eps model (`fifo_resume_child.ToyEps`); the process-kill test runs FIFO in
 a child process, SIGKILLs it part-way and resumes from what it left on disk. The same protocol through the real
@@ -18,7 +19,7 @@ from safetensors.torch import save_file
 
 from fifo_infinity.samplers import fifo
 from fifo_infinity.samplers.fifo_state import FifoStateError, load_state, save_state
-from fifo_infinity.samplers.schedule import PromptSchedule
+from fifo_infinity.samplers.prompt_schedule import PromptSchedule
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fifo_resume_child as child  # noqa: E402
@@ -75,6 +76,7 @@ def test_an_interrupted_run_writes_the_state_before_the_failed_iteration(full_ru
     assert torch.equal(child.run(40, resume=states[-1]), full_run)
 
 
+@pytest.mark.distributed
 def test_a_killed_process_keeps_its_frames_and_the_resumed_run_is_identical(full_run, tmp_path):
     path = str(tmp_path / "killed.safetensors")
     process = subprocess.Popen([sys.executable, child.__file__, path, "40", "4", "0.02"],
@@ -110,7 +112,8 @@ def test_a_state_with_enough_frames_returns_them_without_sampling(full_run):
     child.run(40, on_state=states.append)
     calls = []
     model = lambda x, t: calls.append(1) or torch.zeros_like(x)
-    out = fifo.fifo_sample(model, None, 30, child.OPTIONS, fifo.GeneratorNoise(0), resume=states[-1])
+    out = fifo.fifo_sample(model, fifo.FifoRun(child.OPTIONS, 30, child.FRAME_SHAPE, fifo.GeneratorNoise(0)),
+                           resume=states[-1])
     assert torch.equal(out, full_run[:30]) and not calls
 
 
@@ -126,7 +129,8 @@ def test_a_state_from_other_settings_is_refused(change, words):
     child.run(6, on_state=states.append)
     options = fifo.FifoOptions(**{**dict(video_length=4, num_partitions=2, lookahead=True, eta=1.0), **change})
     with pytest.raises(FifoStateError, match=words):
-        fifo.fifo_generate(child.ToyEps(4), 12, child.FRAME_SHAPE, options, fifo.GeneratorNoise(0), resume=states[0])
+        fifo.fifo_generate(child.ToyEps(4), fifo.FifoRun(options, 12, child.FRAME_SHAPE, fifo.GeneratorNoise(0)),
+                           resume=states[0])
 
 
 def test_a_state_written_before_the_rescale_setting_existed_resumes_as_official(full_run):
@@ -135,15 +139,17 @@ def test_a_state_written_before_the_rescale_setting_existed_resumes_as_official(
     del states[-1].settings["rescale"]
     assert torch.equal(child.run(40, resume=states[-1]), full_run)
     with pytest.raises(FifoStateError, match="rescale = False but this run has rescale = True"):
-        fifo.fifo_generate(child.ToyEps(4), 40, child.FRAME_SHAPE, dataclasses.replace(child.OPTIONS, rescale=True),
-                           fifo.GeneratorNoise(child.SEED), resume=states[-1])
+        fifo.fifo_generate(child.ToyEps(4), fifo.FifoRun(dataclasses.replace(child.OPTIONS, rescale=True), 40,
+                                                         child.FRAME_SHAPE, fifo.GeneratorNoise(child.SEED)),
+                           resume=states[-1])
 
 
 def test_a_state_of_another_frame_size_is_refused():
     states = []
     child.run(6, on_state=states.append)
     with pytest.raises(fifo.FifoError, match=r"state's latent frames are \(4, 3, 5\).*this video's are \(4, 6, 5\)"):
-        fifo.fifo_generate(child.ToyEps(4), 12, (4, 6, 5), child.OPTIONS, fifo.GeneratorNoise(0), resume=states[0])
+        fifo.fifo_generate(child.ToyEps(4), fifo.FifoRun(child.OPTIONS, 12, (4, 6, 5), fifo.GeneratorNoise(0)),
+                           resume=states[0])
 
 
 def test_unreadable_state_files_raise_clear_errors(tmp_path):
@@ -183,10 +189,10 @@ class Anchored(child.ToyEps):
         return eps if self.anchor is None else eps + 0.05 * torch.tanh(self.anchor.mean())   # base clip: no seed yet
 
 
-def seeded_run(frames, model=None, **kwargs):
+def seeded_run(frames, model=None, resume=None, **hooks):
     model = model or Anchored()
-    out = fifo.fifo_generate(model, frames, child.FRAME_SHAPE, child.OPTIONS, fifo.GeneratorNoise(child.SEED),
-                             seeding=model.seed, **kwargs)
+    out = fifo.fifo_generate(model, fifo.FifoRun(child.OPTIONS, frames, child.FRAME_SHAPE, fifo.GeneratorNoise(child.SEED)),
+                             resume=resume, hooks=fifo.FifoHooks(seeding=model.seed, **hooks))
     return out, model
 
 
@@ -194,7 +200,8 @@ def test_seeding_starts_from_queue_slot_0_and_reseeds_from_the_popped_frame():
     options = child.OPTIONS
     base = torch.randn(options.video_length, *child.FRAME_SHAPE, generator=torch.Generator().manual_seed(3))
     model = Anchored()
-    out = fifo.fifo_sample(model, base, 40, options, fifo.GeneratorNoise(9), seeding=model.seed, reseed_every=8)
+    out = fifo.fifo_sample(model, fifo.FifoRun(options, 40, base.shape[1:], fifo.GeneratorNoise(9)), base,
+                           hooks=fifo.FifoHooks(seeding=model.seed, reseed_every=8))
     ddim_schedule = fifo.DDIMSchedule.build(options.steps, options.eta)
     init = fifo.init_queue(base, ddim_schedule, options,
                            fifo.GeneratorNoise(9)("queue_init", 0, (options.queue_length, *child.FRAME_SHAPE)))
@@ -202,7 +209,8 @@ def test_seeding_starts_from_queue_slot_0_and_reseeds_from_the_popped_frame():
     assert len(model.seeds) == 5                                        # at 8, 16, 24, 32 frames (not after the last)
     for k, seed in enumerate(model.seeds[1:], start=1):
         assert torch.equal(seed, out[8 * k - 1:8 * k])
-    unseeded = fifo.fifo_sample(child.ToyEps(options.video_length), base, 40, options, fifo.GeneratorNoise(9))
+    unseeded = fifo.fifo_sample(child.ToyEps(options.video_length), fifo.FifoRun(options, 40, base.shape[1:], fifo.GeneratorNoise(9)),
+                                base)
     assert not torch.equal(out, unseeded)
 
 
@@ -243,8 +251,8 @@ def test_a_non_finite_model_output_stops_at_its_iteration_with_the_state_kept(fu
 
     states = []
     with pytest.raises(fifo.FifoError, match=f"non-finite .* at iteration {broken_at} of .*output frame 12"):
-        fifo.fifo_generate(eps, 40, child.FRAME_SHAPE, child.OPTIONS, fifo.GeneratorNoise(child.SEED),
-                           on_state=states.append, on_frame=on_frame)
+        fifo.fifo_generate(eps, fifo.FifoRun(child.OPTIONS, 40, child.FRAME_SHAPE, fifo.GeneratorNoise(child.SEED)),
+                           hooks=fifo.FifoHooks(on_state=states.append, on_frame=on_frame))
     assert states[-1].iteration == broken_at and states[-1].frames_done == 12
     assert torch.equal(states[-1].frames, full_run[:12])
     assert torch.isfinite(states[-1].queue).all()

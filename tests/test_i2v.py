@@ -2,7 +2,7 @@
 the official code's outputs on a tiny I2V checkpoint.
 
 Fixtures: $FIFO_I2V_REFERENCE_DIR (default ../shared/reference/vc1_i2v_tiny), sizes from its i2v_manifest.json.
-Tolerance: 1e-4 absolute in fp32 (issue 6).
+Tolerance: 1e-4 absolute in fp32 (docs/videocrafter2.md, "Parity with the official code").
 """
 
 import os
@@ -123,6 +123,7 @@ def test_parity_unconditional_grey_image_tokens(tiny_i2v, reference):
     assert report("uncond_image.tokens", tiny_i2v[4].unconditional_tokens(), reference["uncond_image.tokens"]) < TOLERANCE
 
 
+@pytest.mark.usefixtures("host")          # the image encoder module imports comfy
 @pytest.mark.parametrize("size", [(320, 512), (700, 250)])
 def test_resize_matches_kornias_antialiased_bicubic(size):
     """The official preprocessing shrinks real frames (kornia, antialias=True); the fixture image only enlarges.
@@ -186,7 +187,7 @@ def test_loader_node_returns_the_image_encoder(host, i2v_reference_dir, tiny_che
     import folder_paths
     folder_paths.add_model_folder_path("checkpoints", i2v_reference_dir)
     folder_paths.add_model_folder_path("checkpoints", os.path.dirname(tiny_checkpoint))
-    loader = host.NODE_CLASS_MAPPINGS["VideoCrafterCheckpointLoader"]
+    loader = host.NODE_CLASS_MAPPINGS["FIFOInfinityCheckpointLoader"]
     assert loader.RETURN_TYPES[3] == "VIDEOCRAFTER_IMAGE_ENCODER"
     model, clip, vae, encoder = loader.execute("tiny_vc1_i2v.safetensors").result
     assert encoder is not None and encoder.token_count == sizes["queries"]
@@ -220,7 +221,7 @@ def test_conditions_and_samples_with_the_stock_ksampler(host, tiny_i2v, referenc
 @pytest.mark.parametrize("transformers", ["temporal", "spatial", "temporal + spatial"])
 def test_qcache_composes_with_image_attention(tiny_i2v, reference, transformers):
     """The spatial attn2 replace keeps the image attention: weight 0 is bit for bit the plain I2V model."""
-    from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
+    from fifo_infinity.bridge.qcache import apply_query_cache
     context = reference["unet.context"]
     plain = unet_eps(tiny_i2v[0], reference, context)
     off, _ = apply_query_cache(tiny_i2v[0], 0.0, "both", transformers)

@@ -33,8 +33,8 @@ def encode(clip, text):
 
 
 def run_fifo(host, model, clip, vae, encoder, reseed_every=0, positive=None, contexts=None):
-    from fifo_infinity.nodes.consistency import FIFOLatentSeeding
-    from fifo_infinity.nodes.fifo import FIFOSamplerAllInOneNode
+    from fifo_infinity.nodes.consistency import FIFOInfinityLatentSeeding as FIFOLatentSeeding
+    from fifo_infinity.nodes.fifo import FIFOInfinityFIFOSamplerAllInOne as FIFOSamplerAllInOneNode
     if contexts is not None:
         model = model.clone()
 
@@ -97,7 +97,7 @@ def test_seeding_a_text_to_video_model_is_refused(host, tiny_model, tiny_i2v):
 
 
 def test_seeding_with_image_conditioning_already_there_is_refused(host, tiny_i2v):
-    from fifo_infinity.nodes.consistency import append_image_tokens
+    from fifo_infinity.bridge.consistency import append_image_tokens
     model, clip, vae, _, encoder = tiny_i2v
     positive = append_image_tokens(encode(clip, "a red ball"), encoder.unconditional_tokens())
     with pytest.raises(ValueError, match="positive conditioning already has 93 tokens"):
@@ -105,13 +105,13 @@ def test_seeding_with_image_conditioning_already_there_is_refused(host, tiny_i2v
 
 
 def test_seeding_without_an_image_encoder_is_refused(host, tiny_i2v):
-    from fifo_infinity.nodes.consistency import FIFOLatentSeeding
+    from fifo_infinity.nodes.consistency import FIFOInfinityLatentSeeding as FIFOLatentSeeding
     with pytest.raises(ValueError, match="image_encoder: this checkpoint has no image encoder"):
         FIFOLatentSeeding.execute(tiny_i2v[2], None, 0)
 
 
 def test_image_to_base_clip_repeats_the_encoded_image(host, tiny_model):
-    from fifo_infinity.nodes.consistency import ImageToFIFOBaseClip
+    from fifo_infinity.nodes.consistency import FIFOInfinityImageToBaseClip as ImageToFIFOBaseClip
     vae = tiny_model[2]
     image = torch.rand(1, 80, 100, 3, generator=torch.Generator().manual_seed(0))
     clip = ImageToFIFOBaseClip.execute(image, vae, 4, 64, 64).args[0]["samples"]

@@ -2,7 +2,8 @@
 and what the parity tests cannot see (batching, the rescale switch, attention patches).
 
 Fixtures: $FIFO_REFERENCE_DIR (default ../shared/reference/vc2_tiny), sizes from its manifest.json.
-Tolerances (issue 2): forward passes 1e-4 absolute in fp32; full samplings 1e-4 x max|reference|.
+Tolerances (docs/videocrafter2.md, "Parity with the official code"): forward passes 1e-4 absolute in fp32; full
+samplings 1e-4 x max|reference|.
 """
 
 import os
@@ -92,6 +93,7 @@ def test_parity_vae_decode(tiny_model, stages, manifest):
     assert error < FORWARD_TOLERANCE
 
 
+@pytest.mark.usefixtures("host")          # videocrafter.model_base imports comfy
 def test_parity_schedule_buffers(stages):
     from fifo_infinity.videocrafter.model_base import alphas_cumprod_float32, rescale_table
     assert torch.equal(alphas_cumprod_float32(), stages["schedule.alphas_cumprod"])
@@ -134,7 +136,7 @@ def test_parity_base_ddim_eta0_through_comfyui_sampler(host, tiny_model, stages,
     """VideoCrafter2's own 64-step DDIM (eta 0, rescale) == ComfyUI's SamplerCustomAdvanced + euler on our sigmas.
 
     Sigmas: sigma~(tau_{S-1}) ... sigma~(tau_0) on the official grid linspace(0, 999, S).round(); the final
-    VP latent is s_0 sqrt(a_0) X (DESIGN decision 4).
+    VP latent is s_0 sqrt(a_0) X (docs/videocrafter2.md, "The rescaled schedule").
     """
     latents = base_ddim_through_comfyui(host, tiny_model[0], stages, sampling_reference, manifest)
     reference = to_frames(sampling_reference["base.eta0.latents"])

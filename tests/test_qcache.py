@@ -11,7 +11,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from fifo_infinity.samplers import qcache
+from fifo_infinity.attention import qcache
 
 FORWARD_TOLERANCE = 1e-4
 
@@ -49,7 +49,7 @@ def run_unet(model, stages, mode, **extra_options):
 
 
 def patch(model, weight, attention="attn1", transformers="temporal", levels="all", start=0.0, end=1.0):
-    from fifo_infinity.videocrafter.qcache_patch import apply_query_cache
+    from fifo_infinity.bridge.qcache import apply_query_cache
     return apply_query_cache(model, weight, attention, transformers, levels, start, end)
 
 
@@ -63,7 +63,7 @@ def test_derived_block_map_is_the_forks():
 
 
 def test_model_layout_gives_the_forks_map(tiny_model):
-    from fifo_infinity.videocrafter.qcache_patch import block_map, unet_layout
+    from fifo_infinity.bridge.qcache import block_map, unet_layout
     layout = unet_layout(tiny_model[0])
     assert block_map(layout, "all") == qcache.FORK_DECODER_TO_ENCODER
     assert block_map(layout, "0, 2") == {3: 8, 4: 7, 5: 7, 9: 2, 10: 1, 11: 1}

@@ -1,7 +1,7 @@
 """The real VideoCrafter2 UNet's size and key set, built on the meta device (no weights needed).
 
-Spec fifo_diffusion.md section 2.6 (verified against the official code): 1484 UNet keys, 1,413,284,420
-parameters; the config inferred from that state dict is VideoCrafter2's `inference_t2v_512_v2.0.yaml`.
+docs/videocrafter2.md, "Checkpoint layout and conversion" (counted by instantiating the official config):
+1484 UNet keys, 1,413,284,420 parameters; the config inferred from that state dict is VideoCrafter2's `inference_t2v_512_v2.0.yaml`.
 """
 
 import torch

@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import frame_size, load_api_workflow
 
-OUR_NODES = ["VideoCrafterCheckpointLoader", "VideoCrafterEmptyVideoLatent"]
+OUR_NODES = ["FIFOInfinityCheckpointLoader", "FIFOInfinityEmptyVideoLatent"]
 
 
 def tiny_clip_prompt(width=None, height=None, frames=16, steps=8):
@@ -28,7 +28,7 @@ def test_object_info_lists_our_nodes_with_descriptions(server):
             for entry in section.values():
                 if isinstance(entry, list) and len(entry) > 1 and isinstance(entry[1], dict):
                     assert entry[1].get("tooltip"), (name, entry)
-    assert "tiny_vc2.safetensors" in str(info["VideoCrafterCheckpointLoader"]["input"]["required"]["ckpt_name"])
+    assert "tiny_vc2.safetensors" in str(info["FIFOInfinityCheckpointLoader"]["input"]["required"]["ckpt_name"])
 
 
 def test_workflow_templates_list_the_examples(server):
@@ -55,7 +55,7 @@ def test_bad_size_is_refused_with_our_node_named(server):
     assert response.status_code == 400
     body = response.json()
     errors = body["node_errors"]["4"]
-    assert errors["class_type"] == "VideoCrafterEmptyVideoLatent"
+    assert errors["class_type"] == "FIFOInfinityEmptyVideoLatent"
     text = str(errors["errors"])
     assert "width = 100" in text and "multiple of 64" in text
 
@@ -68,9 +68,9 @@ def test_streaming_save_video_output_runs_through_core_video_nodes(server, manif
     height, width = (8 * side for side in manifest["latent_hw"])
     frames, fps = 10, 12.0
     prompt = {
-        "1": {"class_type": "VideoCrafterCheckpointLoader", "inputs": {"ckpt_name": "tiny_vc2.safetensors",
+        "1": {"class_type": "FIFOInfinityCheckpointLoader", "inputs": {"ckpt_name": "tiny_vc2.safetensors",
                                                                       "rescale_schedule": True}},
-        "2": {"class_type": "VideoCrafterEmptyVideoLatent", "inputs": {"width": width, "height": height,
+        "2": {"class_type": "FIFOInfinityEmptyVideoLatent", "inputs": {"width": width, "height": height,
                                                                       "frames": frames}},
         "3": {"class_type": "FIFOInfinitySaveVideoStreaming",
               "inputs": {"samples": ["2", 0], "vae": ["1", 2], "filename_prefix": "video_type/stream",

@@ -1,6 +1,7 @@
 """Hostile and careless input on a real ComfyUI server (`main.py --cpu` over HTTP): every probe gets a clear
 error before any sampling (HTTP 400 naming the input, or a node error naming it), nothing lands outside the
-output folder, and the server serves the next valid prompt. DESIGN.md decision 14; nodes/input_checks.py.
+output folder, and the server serves the next valid prompt. docs/architecture.md, "Inputs and errors";
+nodes/inputs.py.
 """
 
 import json
@@ -116,9 +117,9 @@ def test_prefixes_stay_inside_the_output_folder_and_the_server_goes_on(server, m
     height, width = (8 * side for side in manifest["latent_hw"])
     for prefix in ("../../escape/x", "/tmp/escape_absolute/x"):
         prompt = {
-            "1": {"class_type": "VideoCrafterCheckpointLoader", "inputs": {"ckpt_name": "tiny_vc2.safetensors",
+            "1": {"class_type": "FIFOInfinityCheckpointLoader", "inputs": {"ckpt_name": "tiny_vc2.safetensors",
                                                                           "rescale_schedule": True}},
-            "2": {"class_type": "VideoCrafterEmptyVideoLatent", "inputs": {"width": width, "height": height,
+            "2": {"class_type": "FIFOInfinityEmptyVideoLatent", "inputs": {"width": width, "height": height,
                                                                           "frames": 2}},
             "3": {"class_type": "FIFOInfinitySaveVideoStreaming",
                   "inputs": {"samples": ["2", 0], "vae": ["1", 2], "filename_prefix": prefix,

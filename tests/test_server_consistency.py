@@ -38,7 +38,7 @@ def test_object_info_describes_the_consistency_nodes(server):
         for section in info[name]["input"].values():
             for entry in section.values():
                 assert entry[1].get("tooltip"), (name, entry)
-    assert info["VideoCrafterCheckpointLoader"]["output"][3] == "VIDEOCRAFTER_IMAGE_ENCODER"
+    assert info["FIFOInfinityCheckpointLoader"]["output"][3] == "VIDEOCRAFTER_IMAGE_ENCODER"
     templates = server.get("/workflow_templates")["fifo-infinity"]
     assert {"weighted_qcache_clip", "image_to_video_clip"} <= set(templates)
 

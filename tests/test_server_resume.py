@@ -1,6 +1,7 @@
-"""Issue 4's resume protocol through the real ComfyUI server with the bundled tiny model: a 48-frame FIFO run
-writes its state every 4 frames; the server process is SIGKILLed once 20 frames are in the state file; a new
-server resumes from the file; the resumed video equals an uninterrupted run bit for bit (SaveLatent files)."""
+"""The resume protocol (docs/fifo.md, "State files") through the real ComfyUI server with the bundled tiny
+model: a 48-frame FIFO run writes its state every 4 frames; the server process is SIGKILLed once 20 frames are
+in the state file; a new server resumes from the file; the resumed video equals an uninterrupted run bit for bit
+(SaveLatent files)."""
 
 import os
 import signal
@@ -92,7 +93,7 @@ def test_a_fresh_run_keeps_the_state_file_it_would_replace(host, tmp_path, monke
     <name>.previous.safetensors; an unwritable folder is refused before sampling, naming state_file."""
     import folder_paths
     import torch
-    from fifo_infinity.nodes.fifo import make_state_file
+    from fifo_infinity.bridge.state_file import make_state_file
     from fifo_infinity.samplers.fifo_state import FifoState, save_state
     monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
     state_file = make_state_file("../../runs/long", 16, False)
@@ -119,7 +120,7 @@ def test_state_file_names_the_file_system_refuses_are_refused_before_sampling(ho
     """The exact file is created and removed once when the node runs: a NUL character, a 300-character name or
     nothing left after dropping '..' and absolute parts is an error naming state_file; nothing is left behind."""
     import folder_paths
-    from fifo_infinity.nodes.fifo import make_state_file
+    from fifo_infinity.bridge.state_file import make_state_file
     monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
     with pytest.raises(ValueError, match=f"state_file.*({words})"):
         make_state_file(name, 16, False)
@@ -131,17 +132,17 @@ def test_a_failed_periodic_write_goes_on_and_a_failed_final_write_rescues_the_fr
     the run naming state_file, with every frame saved under fifo_state_rescued/ in the output folder."""
     import folder_paths
     import torch
-    from fifo_infinity.nodes import fifo as fifo_nodes
+    from fifo_infinity.bridge import state_file as state_files
     from fifo_infinity.samplers.fifo_state import FifoState, save_state
     monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
-    state_file = fifo_nodes.make_state_file("runs/failing", 16, False)
+    state_file = state_files.make_state_file("runs/failing", 16, False)
     target = state_file.path
 
     def failing_save(path, state):
         if path == target:
             raise RuntimeError("disk said no")          # e.g. a SafetensorError: not an OSError
         save_state(path, state)
-    monkeypatch.setattr(fifo_nodes, "save_state", failing_save)
+    monkeypatch.setattr(state_files, "save_state", failing_save)
     write = state_file.writer(final_iteration=10)
     state = FifoState(iteration=5, queue=torch.zeros(2, 4, 1, 1), frames=torch.ones(3, 4, 1, 1), noise_state=None)
     write(state)                                         # periodic: logged, no exception

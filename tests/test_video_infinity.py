@@ -48,12 +48,12 @@ CASES = _fixture_cases()
     (13, 3, 8, [0, 6, 12], 8),
 ])
 def test_global_frame_selection_is_the_official_stride(frames, clips, top_k, indices, count):
-    from fifo_infinity.samplers.video_infinity import global_frame_indices
+    from fifo_infinity.attention.video_infinity import global_frame_indices
     assert global_frame_indices(frames, clips, top_k) == (indices, count)
 
 
 def test_mask_window_base_value_and_zero_padding_left_unmasked():
-    from fifo_infinity.samplers.video_infinity import base_mask
+    from fifo_infinity.attention.video_infinity import base_mask
     f, p, g = 6, 2, 3
     mask = base_mask(f, p, g)
     assert mask.shape == (f, f + 2 * p + g)
@@ -65,7 +65,7 @@ def test_mask_window_base_value_and_zero_padding_left_unmasked():
 
 
 def test_phase_biases_follow_the_timestep_thresholds():
-    from fifo_infinity.samplers.video_infinity import VideoInfinityOptions, attention_bias
+    from fifo_infinity.attention.video_infinity import VideoInfinityOptions, attention_bias
     options = VideoInfinityOptions(frames_per_clip=4, padding=1, global_frames=2)
     t = torch.tensor([[800.0, 799.0, 999.0, 33.0]])              # one timestep per query frame
     bias = attention_bias(t, options, 2)
@@ -76,7 +76,7 @@ def test_phase_biases_follow_the_timestep_thresholds():
 
 
 def test_token_num_scale_is_log16_of_keys_seen():
-    from fifo_infinity.samplers.video_infinity import VideoInfinityOptions, attention_bias, softmax_scale
+    from fifo_infinity.attention.video_infinity import VideoInfinityOptions, attention_bias, softmax_scale
     options = VideoInfinityOptions(token_num_scale=True)          # official sizes: 17 local + 16 global keys
     bias = attention_bias(torch.full((1, 24), 500.0), options, 16)
     scale = softmax_scale(64, options, bias)
@@ -86,7 +86,7 @@ def test_token_num_scale_is_log16_of_keys_seen():
 
 
 def test_partition_and_prompt_assignment():
-    from fifo_infinity.samplers.video_infinity import partition_clips, prompt_index
+    from fifo_infinity.attention.video_infinity import partition_clips, prompt_index
     assert partition_clips(4, 2) == [2, 2]
     assert partition_clips(5, 3) == [2, 2, 1]
     assert [prompt_index(r, 8, 4) for r in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
@@ -95,7 +95,7 @@ def test_partition_and_prompt_assignment():
 
 
 def test_official_config_is_read_with_its_spellings():
-    from fifo_infinity.samplers.video_infinity import Phase, VideoInfinityOptions
+    from fifo_infinity.attention.video_infinity import Phase, VideoInfinityOptions
     config = {"pipe_configs": {"num_frames": 24}, "attn": {"padding": 8, "top_k": 16, "top_k_chunk_size": 24,
               "attn_scale": 1.0, "token_num_scale": False, "dynamic_scale": True,
               "local_phase": {"t": 850, "local_biase": 10, "global_biase": 0},
@@ -109,8 +109,8 @@ def test_official_config_is_read_with_its_spellings():
 
 @pytest.mark.parametrize("devices", [None, ["cpu", "cpu"], ["cpu", "cpu", "cpu"]])
 def test_synchronised_group_norm_equals_one_norm_over_the_whole_video(devices):
-    from fifo_infinity.samplers.transport import InProcessTransport
-    from fifo_infinity.samplers.video_infinity import synced_group_norm
+    from fifo_infinity.parallel.transport import InProcessTransport
+    from fifo_infinity.attention.video_infinity import synced_group_norm
     generator = torch.Generator().manual_seed(3)
     chunks, clips, channels, f = 2, 3, 8, 5
     x = torch.randn(chunks, clips, channels, f, 2, 3, generator=generator) * 3 + 1
@@ -130,8 +130,8 @@ def test_synchronised_group_norm_equals_one_norm_over_the_whole_video(devices):
 
 
 def test_clear_errors():
-    from fifo_infinity.samplers.transport import parse_devices
-    from fifo_infinity.samplers.video_infinity import (VideoInfinityError, VideoInfinityOptions, check_clips,
+    from fifo_infinity.parallel.transport import parse_devices
+    from fifo_infinity.attention.video_infinity import (VideoInfinityError, VideoInfinityOptions, check_clips,
                                                        clip_count, partition_clips)
     with pytest.raises(VideoInfinityError, match=r"frames_per_clip = 12 is smaller than 2 \* padding = 16"):
         VideoInfinityOptions(frames_per_clip=12, padding=8)
@@ -163,7 +163,7 @@ def _layouts(clips):
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_parity_with_official_plugins_in_process(reference, case):
-    from fifo_infinity.samplers.transport import InProcessTransport
+    from fifo_infinity.parallel.transport import InProcessTransport
     meta, tensors, modules = reference
     name = case["name"]
     for label, devices in _layouts(case["clips"]).items():
@@ -176,10 +176,10 @@ def test_parity_with_official_plugins_in_process(reference, case):
 
 
 def test_parity_fixture_discriminates(reference):
-    """The fixture is sensitive to the details the spec warns about (so the parity above is not vacuous): each
-    variant moves some case's output by far more than the tolerance."""
+    """The fixture is sensitive to the details docs/video_infinity.md warns about ("Pitfalls reproduced or fixed"),
+    so the parity above is not vacuous: each variant moves some case's output by far more than the tolerance."""
     import dataclasses
-    from fifo_infinity.samplers.transport import InProcessTransport
+    from fifo_infinity.parallel.transport import InProcessTransport
     meta, tensors, modules = reference
     variants = {"padding - 1": lambda o: dataclasses.replace(o, padding=o.padding - 1),
                 "no global set": lambda o: dataclasses.replace(o, global_frames=0),
@@ -224,7 +224,7 @@ def _spy(model):
 
 @pytest.mark.parametrize("sync", [False, True], ids=["per-clip GroupNorm", "synchronised GroupNorm"])
 def test_patched_unet_one_call_equals_device_groups(unet_case, sync):
-    from fifo_infinity.nodes.infinity import apply_video_infinity
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
     model, x, t, context, plain = unet_case
     outputs, participants = {}, {}
     for devices in ("", "cpu,cpu", ",".join(["cpu"] * UNET_CLIPS)):
@@ -245,8 +245,8 @@ def test_groups_on_other_devices_run_on_weight_replicas(unet_case, monkeypatch):
     """The path of a group whose device is not the model's: a replica of the UNet made tensor by tensor on that
     device, called through its own forward (wrappers included), dropped when the sampling ends. This machine has
     only a CPU, so "another device" is simulated by declaring every device different from the model's."""
-    from fifo_infinity.nodes.infinity import apply_video_infinity
-    from fifo_infinity.samplers import video_infinity_model as glue
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
+    from fifo_infinity.bridge import video_infinity as glue
     model, x, t, context, _ = unet_case
     patched = apply_video_infinity(model, unet_options(), "cpu,cpu")
     expected = unet_forward(patched, x, t, context)
@@ -267,7 +267,7 @@ def test_groups_on_other_devices_run_on_weight_replicas(unet_case, monkeypatch):
 
 def test_context_disabled_equals_the_plain_model(unet_case):
     import dataclasses
-    from fifo_infinity.nodes.infinity import apply_video_infinity
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
     model, x, t, context, plain = unet_case
     off = dataclasses.replace(unet_options(), dual_scope_attention=False, conv_context_frames=0)
     # W = 1 with the context off: exactly the unpatched model
@@ -286,8 +286,8 @@ def test_context_disabled_equals_the_plain_model(unet_case):
 
 def test_patched_model_errors_name_the_problem(unet_case):
     import dataclasses
-    from fifo_infinity.nodes.infinity import apply_video_infinity
-    from fifo_infinity.samplers.video_infinity import VideoInfinityError
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
+    from fifo_infinity.attention.video_infinity import VideoInfinityError
     model, x, t, context, _ = unet_case
     with pytest.raises(VideoInfinityError, match="not a whole number of clips of frames_per_clip = 5"):
         unet_forward(apply_video_infinity(model, dataclasses.replace(unet_options(), frames_per_clip=5), ""), x, t, context)
@@ -303,7 +303,7 @@ def test_patched_model_errors_name_the_problem(unet_case):
 # ---------------------------------------------------------------------------------------------------
 
 def test_nodes_registered_with_descriptions_and_tooltips(host):
-    for name in ("VideoInfinityContext", "ApplyVideoInfinity", "VideoInfinityPrompts", "VideoInfinityDecode"):
+    for name in ("FIFOInfinityVideoInfinityContext", "FIFOInfinityApplyVideoInfinity", "FIFOInfinityVideoInfinityPrompts", "FIFOInfinityVideoInfinityDecode"):
         node = host.NODE_CLASS_MAPPINGS[name]
         schema = node.GET_SCHEMA()
         assert len(schema.description) > 60, name
@@ -311,13 +311,13 @@ def test_nodes_registered_with_descriptions_and_tooltips(host):
             assert entry.tooltip, (name, entry.id)
         for entry in schema.outputs:
             assert entry.tooltip, (name, entry.id)
-    context = host.NODE_CLASS_MAPPINGS["VideoInfinityContext"]
+    context = host.NODE_CLASS_MAPPINGS["FIFOInfinityVideoInfinityContext"]
     assert "VIDEO_INFINITY_CONTEXT" in context.RETURN_TYPES
 
 
 def test_context_node_defaults_are_the_official_config(host):
-    from fifo_infinity.samplers.video_infinity import VideoInfinityOptions
-    node = host.NODE_CLASS_MAPPINGS["VideoInfinityContext"]
+    from fifo_infinity.attention.video_infinity import VideoInfinityOptions
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityVideoInfinityContext"]
     required = node.INPUT_TYPES()["required"]
     defaults = {name: spec[1]["default"] for name, spec in required.items()}
     assert node.execute(**defaults).result[0].as_dict() == VideoInfinityOptions().as_dict()
@@ -333,7 +333,7 @@ def test_context_node_defaults_are_the_official_config(host):
 
 
 def test_apply_node_validates_devices(host):
-    node = host.NODE_CLASS_MAPPINGS["ApplyVideoInfinity"]
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityApplyVideoInfinity"]
     assert node.validate_inputs(devices="") is True
     assert node.validate_inputs(devices="cpu,cpu") is True
     assert "does not exist" in node.validate_inputs(devices="cuda:5")
@@ -343,7 +343,7 @@ def test_apply_node_validates_devices(host):
 def test_stock_sampler_with_multi_prompt_and_fps(host, tiny_model, manifest):
     """SamplerCustomAdvanced + dpmpp_2m_sde on the patched model with two prompts over three clips; the
     per-frame conditioning gives each clip its prompt (floor(r*P/W)) and keeps the fps."""
-    from fifo_infinity.samplers.video_infinity import VideoInfinityOptions
+    from fifo_infinity.attention.video_infinity import VideoInfinityOptions
     mappings = host.NODE_CLASS_MAPPINGS
     model, clip = tiny_model[0], tiny_model[1]
     options = unet_options()
@@ -351,16 +351,16 @@ def test_stock_sampler_with_multi_prompt_and_fps(host, tiny_model, manifest):
     h, w = manifest["latent_hw"]
     latent = {"samples": torch.zeros(clips * f, 4, h, w)}
     encode = lambda text: mappings["CLIPTextEncode"]().encode(clip, text)[0]
-    fps = lambda cond: mappings["VideoCrafterFPS"].execute(cond, 24).result[0]
+    fps = lambda cond: mappings["FIFOInfinityVideoCrafterFPS"].execute(cond, 24).result[0]
     first, second, negative = fps(encode("a red ball")), encode("an astronaut in space"), fps(encode(""))
-    positive = mappings["VideoInfinityPrompts"].execute(context=[options], latent=[latent], conditioning_1=[first],
+    positive = mappings["FIFOInfinityVideoInfinityPrompts"].execute(context=[options], latent=[latent], conditioning_1=[first],
                                                        conditioning_2=[second]).result[0]
     cond = positive[0][0]
     assert cond.shape[0] == clips * f and positive[0][1]["fps"] == 24
     assert torch.equal(cond[:2 * f], first[0][0].expand(2 * f, -1, -1))       # clips 0, 1: prompt floor(r*2/3) = 0
     assert torch.equal(cond[2 * f:], second[0][0].expand(f, -1, -1))           # clip 2: prompt 1
 
-    patched = mappings["ApplyVideoInfinity"].execute(model, options, "").result[0]
+    patched = mappings["FIFOInfinityApplyVideoInfinity"].execute(model, options, "").result[0]
     guider = mappings["CFGGuider"].execute(patched, positive, negative, 12.0).result[0]
     sampler = mappings["SamplerDPMPP_2M_SDE"].execute("midpoint", 1.0, 1.0, "cpu").result[0]
     sigmas = mappings["BasicScheduler"].execute(patched, "sgm_uniform", 2, 1.0).result[0]
@@ -379,7 +379,7 @@ def test_decode_node_in_one_process_is_vae_decode(host, tiny_model, manifest):
     vae = tiny_model[2]
     h, w = manifest["latent_hw"]
     latent = torch.randn(2 * UNET_CLIP_FRAMES, 4, h, w, generator=torch.Generator().manual_seed(1))
-    images = mappings["VideoInfinityDecode"].execute(vae, {"samples": latent}, unet_options()).result[0]
+    images = mappings["FIFOInfinityVideoInfinityDecode"].execute(vae, {"samples": latent}, unet_options()).result[0]
     assert torch.equal(images, vae.decode(latent))
     with pytest.raises(ValueError, match="not a whole number of clips"):
-        mappings["VideoInfinityDecode"].execute(vae, {"samples": latent[:5]}, unet_options())
+        mappings["FIFOInfinityVideoInfinityDecode"].execute(vae, {"samples": latent[:5]}, unet_options())

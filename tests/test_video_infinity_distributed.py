@@ -16,6 +16,8 @@ from conftest import comfy_root
 from video_infinity_support import (load_reference, parity_worker, spawn, unet_forward, unet_inputs, unet_options,
                                     unet_worker)
 
+pytestmark = pytest.mark.distributed
+
 PARITY_TOLERANCE = 1e-5
 PARITY_RANKS = 3
 
@@ -54,7 +56,7 @@ def test_mismatched_ranks_get_a_clear_error(gloo_parity):
 
 
 def test_patched_unet_over_gloo_equals_one_process(tiny_model, tiny_checkpoint, manifest, tmp_path):
-    from fifo_infinity.nodes.infinity import apply_video_infinity
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
     hw, dim = manifest["latent_hw"], manifest["unet"]["context_dim"]
     spawn(unet_worker, 2, str(tmp_path), comfy_root(), tiny_checkpoint, manifest["text_encoder"]["heads"], hw, dim,
           str(tmp_path))

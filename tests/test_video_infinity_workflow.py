@@ -32,7 +32,7 @@ def tiny_prompt(steps=3, frames=FRAMES_PER_CLIP * CLIPS, devices=""):
 def test_example_workflow_is_the_official_setting():
     prompt = load_api_workflow("video_infinity_long_video.json")
     types = {node["class_type"] for node in prompt.values()}
-    assert {"SamplerCustomAdvanced", "SamplerDPMPP_2M_SDE", "ApplyVideoInfinity", "VideoInfinityContext"} <= types
+    assert {"SamplerCustomAdvanced", "SamplerDPMPP_2M_SDE", "FIFOInfinityApplyVideoInfinity", "FIFOInfinityVideoInfinityContext"} <= types
     assert prompt["11"]["inputs"]["solver_type"] == "midpoint" and prompt["12"]["inputs"]["steps"] == 30
     assert prompt["10"]["inputs"]["cfg"] == 12.0
     assert prompt["4"]["inputs"]["fps"] == 24 and prompt["5"]["inputs"]["fps"] == 24
@@ -68,6 +68,7 @@ def _latent(path):
     return safetensors.torch.load_file(path)["latent_tensor"]
 
 
+@pytest.mark.distributed
 def test_runner_under_torchrun_matches_the_single_process(server_run, model_folders, tmp_path):
     server, entry = server_run
     reference = _latent(server.output_files(entry, "17", kind="latents")[0])

@@ -59,7 +59,7 @@ def test_unwritable_folder_gives_a_clear_error(host, tiny_model, output_dir, lat
 
 def test_interrupted_decode_keeps_the_frames_written(host, tiny_model, output_dir, latent_hw):
     """A failure part-way (here the VAE raising on the third chunk) still leaves a playable file."""
-    from fifo_infinity.nodes.video_stream import StreamingVideoWriter, to_uint8
+    from fifo_infinity.bridge.video_writer import StreamingVideoWriter, to_uint8
     vae = tiny_model[2]
     path = str(output_dir / "partial.mp4")
     latents = torch.randn(12, 4, *latent_hw, generator=torch.Generator().manual_seed(1))

@@ -60,12 +60,12 @@ def test_an_older_host_is_told_apart_and_checked(host):
     api, ui = workflow_ui.load(api_path), workflow_ui.load(ui_path)
     classes = dict(host.NODE_CLASS_MAPPINGS)
     assert not workflow_ui.compatibility_problems(api, ui, classes)
-    loader = classes["VideoCrafterCheckpointLoader"]
+    loader = classes["FIFOInfinityCheckpointLoader"]
     fewer_outputs = type("OlderLoader", (), {"INPUT_TYPES": loader.INPUT_TYPES,
                                              "RETURN_TYPES": tuple(loader.RETURN_TYPES)[:3],
                                              "RETURN_NAMES": tuple(getattr(loader, "RETURN_NAMES", None) or loader.RETURN_TYPES)[:3]})
-    assert any("VideoCrafterCheckpointLoader: output 3" in p
-               for p in workflow_ui.unknown_to_host(api, ui, dict(classes, VideoCrafterCheckpointLoader=fewer_outputs)))
+    assert any("FIFOInfinityCheckpointLoader: output 3" in p
+               for p in workflow_ui.unknown_to_host(api, ui, dict(classes, FIFOInfinityCheckpointLoader=fewer_outputs)))
     sampler = next(n for n in ui["nodes"] if n["type"] == "KSampler")
     sampler["widgets_values"][2], sampler["widgets_values"][3] = sampler["widgets_values"][3], sampler["widgets_values"][2]
     problems = workflow_ui.compatibility_problems(api, ui, classes)

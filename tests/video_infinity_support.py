@@ -30,7 +30,7 @@ def load_reference(reference_dir: str):
 
 
 def case_options(meta: dict, case: dict):
-    from fifo_infinity.samplers.video_infinity import Phase, VideoInfinityOptions
+    from fifo_infinity.attention.video_infinity import Phase, VideoInfinityOptions
 
     def phase(entry):
         return Phase(entry["t"], float(entry["local_biase"]), float(entry["global_biase"]))
@@ -61,7 +61,7 @@ def _prefixed(tensors: dict, prefix: str) -> dict:
 def run_case(case: dict, meta: dict, tensors: dict, modules, transport, options=None):
     """(attn_out, conv_out) of one fixture case computed by our modules through `transport`, in the fixture's
     layouts (`[N, W*F, C]` and `[b, C, W*F, h, w]`)."""
-    from fifo_infinity.samplers import video_infinity_model as glue
+    from fifo_infinity.bridge import video_infinity as glue
     attention, conv = modules
     options = options or case_options(meta, case)
     name, f, clips = case["name"], case["frames_per_clip"], case["clips"]
@@ -103,7 +103,7 @@ UNET_CLIP_FRAMES, UNET_CLIPS = 4, 3
 
 
 def unet_options(sync_group_norm=False):
-    from fifo_infinity.samplers.video_infinity import VideoInfinityOptions
+    from fifo_infinity.attention.video_infinity import VideoInfinityOptions
     return VideoInfinityOptions(frames_per_clip=UNET_CLIP_FRAMES, padding=2, global_frames=4, conv_context_frames=2,
                                 sync_group_norm=sync_group_norm)
 
@@ -137,13 +137,11 @@ def unet_forward(model, x, t, context):
 def setup_worker(comfy_root: str):
     """Make ComfyUI and the pack importable in a spawned process (CPU only)."""
     torch.set_num_threads(1)
-    if comfy_root not in sys.path:
-        sys.path.insert(0, comfy_root)
     if TESTS_DIR not in sys.path:
         sys.path.insert(0, TESTS_DIR)
-    from comfy.cli_args import args
-    args.cpu = True
-    import conftest  # noqa: F401  registers the pack as `fifo_infinity`
+    from conftest import bootstrap   # host_bootstrap.py, loaded by conftest
+    bootstrap.use_comfyui(comfy_root)
+    bootstrap.register_pack()        # the pack as `fifo_infinity`
 
 
 def parity_worker(rank, world, init_method, comfy_root, reference_dir, out_dir):
@@ -152,7 +150,7 @@ def parity_worker(rank, world, init_method, comfy_root, reference_dir, out_dir):
     setup_worker(comfy_root)
     import safetensors.torch
     import torch.distributed as dist
-    from fifo_infinity.samplers.transport import DistributedTransport
+    from fifo_infinity.parallel.transport import DistributedTransport
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     groups = {size: dist.new_group(list(range(size))) for size in range(1, world + 1)}
     meta, tensors = load_reference(reference_dir)
@@ -166,7 +164,7 @@ def parity_worker(rank, world, init_method, comfy_root, reference_dir, out_dir):
                 safetensors.torch.save_file({"attn_out": attn.contiguous(), "conv_out": conv.contiguous()},
                                             os.path.join(out_dir, f"{case['name']}.R{size}.safetensors"))
     # ranks that disagree on the call (here: the clip count) must fail with a message, not hang
-    from fifo_infinity.samplers.video_infinity import VideoInfinityError
+    from fifo_infinity.attention.video_infinity import VideoInfinityError
     message = "no error"
     try:
         DistributedTransport().run(world + rank, lambda endpoint: torch.zeros(1, endpoint.local_clips),
@@ -187,7 +185,7 @@ def unet_worker(rank, world, init_method, comfy_root, checkpoint, text_heads, la
     import safetensors.torch
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    from fifo_infinity.nodes.infinity import apply_video_infinity
+    from fifo_infinity.bridge.video_infinity import apply_video_infinity
     from fifo_infinity.videocrafter.loader import load_videocrafter
     model = load_videocrafter(checkpoint, text_heads=text_heads, dtype=torch.float32)[0]
     x, t, context = unet_inputs(tuple(latent_hw), context_dim)

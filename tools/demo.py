@@ -12,7 +12,6 @@ animated webp in `output/` of this clone. Prints where they are and how long eac
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -29,10 +28,9 @@ MODEL_NAME = "fifo_infinity_tiny_vc2.safetensors"
 
 
 def load_harness():
-    spec = importlib.util.spec_from_file_location("server_harness", os.path.join(PACK_DIR, "tests", "server_harness.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/server_harness.py (a real `main.py` server over HTTP), shared with the tests' `server` fixture."""
+    import server_harness
+    return server_harness
 
 
 def load_workflow(path: str = WORKFLOW) -> dict:
@@ -52,7 +50,7 @@ def configure(workflow: dict, frames: int | None = None, prompt: str | None = No
     """
     workflow = json.loads(json.dumps(workflow))
     if frames is not None:
-        targets = nodes_of(workflow, "FIFOSamplerAllInOne") or nodes_of(workflow, "VideoCrafterEmptyVideoLatent")
+        targets = nodes_of(workflow, "FIFOInfinityFIFOSamplerAllInOne") or nodes_of(workflow, "FIFOInfinityEmptyVideoLatent")
         if not targets:
             raise ValueError("the demo workflow has no frame count to set (no FIFO Sampler (all-in-one), no Empty Video Latent)")
         for node in targets:
@@ -108,11 +106,11 @@ def run_demo(comfyui: str, python: str | None, output_dir: str, frames: int | No
         stages["start ComfyUI"] = time.time() - started
         log(f"[demo] ComfyUI answered on {server.url} after {stages['start ComfyUI']:.1f} s")
         try:
-            info = server.get("/object_info/VideoCrafterCheckpointLoader")
-            if "VideoCrafterCheckpointLoader" not in info:
+            info = server.get("/object_info/FIFOInfinityCheckpointLoader")
+            if "FIFOInfinityCheckpointLoader" not in info:
                 raise RuntimeError(f"the ComfyUI at {comfyui} did not load this pack (no VideoCrafter2 Checkpoint "
                                    f"Loader node): is it in that ComfyUI's custom_nodes folder?\n{server.tail()}")
-            choices = info["VideoCrafterCheckpointLoader"]["input"]["required"]["ckpt_name"]
+            choices = info["FIFOInfinityCheckpointLoader"]["input"]["required"]["ckpt_name"]
             names = choices[0] if isinstance(choices[0], list) else choices[1].get("options", [])
             if MODEL_NAME not in names:
                 raise RuntimeError(f"the loader does not offer {MODEL_NAME} (it offers {names})")

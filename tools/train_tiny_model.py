@@ -182,20 +182,15 @@ UNET = {"in_channels": 4, "out_channels": 4, "model_channels": 32, "attention_re
 LATENT_SCALE = 0.18215
 
 
+
 def setup_comfy(comfyui: str):
-    """Put ComfyUI and the pack on sys.path (CPU mode); returns the pack's package name."""
-    if comfyui not in sys.path:
-        sys.path.insert(0, comfyui)
-    from comfy.cli_args import args
-    args.cpu = True
-    import importlib.machinery
-    import importlib.util
+    """Put ComfyUI on sys.path (CPU mode) and make the pack importable; returns the pack's package name."""
+    from pack_bootstrap import bootstrap
+    bootstrap.use_comfyui(comfyui)
     name = "fifo_infinity_train"
-    if name not in sys.modules:
-        # the videocrafter subpackage only, without the pack's __init__ (which imports the nodes)
-        package = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, None, is_package=True))
-        package.__path__ = [PACK_DIR]
-        sys.modules[name] = package
+    # a bare package over the pack folder: the videocrafter/ and samplers/ modules this tool imports, without
+    # running the pack's __init__ (the ComfyUI entry point)
+    bootstrap.register_pack(name, run_init=False)
     return name
 
 

@@ -2,9 +2,9 @@
 
 No ComfyUI import: everything here works on plain state dicts (name -> tensor).
 
-Checkpoint layout (VideoCrafter2 `model.ckpt`, spec `fifo_diffusion.md` section 2.6): `model.diffusion_model.*`
-(3D UNet), `first_stage_model.*` (KL-f8 VAE), `cond_stage_model.model.*` (OpenCLIP text tower), schedule
-buffers (`betas`, `alphas_cumprod`, ..., `scale_arr`); VideoCrafter1 image-to-video adds
+Checkpoint layout (VideoCrafter2 `model.ckpt`; docs/videocrafter2.md, "Checkpoint layout and conversion"):
+`model.diffusion_model.*` (3D UNet), `first_stage_model.*` (KL-f8 VAE), `cond_stage_model.model.*` (OpenCLIP
+text tower), schedule buffers (`betas`, `alphas_cumprod`, ..., `scale_arr`); VideoCrafter1 image-to-video adds
 `embedder.model.*` (OpenCLIP visual tower) and `image_proj_model.*` (Resampler).
 """
 

@@ -1,7 +1,8 @@
 """VideoCrafter1 image-to-video: image cross-attention in the spatial transformers' attn2.
 
-Official code: `lvdm/modules/attention.py` `CrossAttention` with `img_cross_attention=True`
-(`configs/inference_i2v_512_v1.0.yaml`, `use_image_attention: true`). Spec: `fifo_diffusion.md` 3.1.
+Official code: AILab-CVC/VideoCrafter (VideoCrafter1) `lvdm/modules/attention.py` `CrossAttention` with
+`img_cross_attention=True` (`configs/inference_i2v_512_v1.0.yaml`, `use_image_attention: true`);
+docs/videocrafter2.md, "Image-to-video (VideoCrafter1)".
 
 The context is the text tokens followed by the image tokens. attn2 splits it after the first 77 tokens:
 the text part goes through `to_k`/`to_v`, the image part through the extra `to_k_ip`/`to_v_ip`, and the
@@ -72,7 +73,8 @@ def context_with_image_tokens(context: torch.Tensor, tokens: torch.Tensor, text_
     `[B, min(L, text_tokens) + n, C]`, in the dtype and on the device of `context`.
 
     Raises ValueError when the widths C differ (the text encoder and the image encoder come from different models).
-    Spec: `fifo_diffusion.md` 3.1 (a) step 4, `c_crossattn = cat(text [B, 77, C], image [B, 16, C])`.
+    Official: `c_crossattn = cat(text [B, 77, C], image [B, 16, C])` (FIFO+ fork `scripts/evaluation/funcs.py`;
+    docs/videocrafter2.md, "Image-to-video (VideoCrafter1)").
     """
     if context.shape[-1] != tokens.shape[-1]:
         raise ValueError(f"the text context is {context.shape[-1]} wide but the image tokens are "

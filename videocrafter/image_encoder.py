@@ -1,7 +1,8 @@
 """VideoCrafter1 image-to-video image encoder: OpenCLIP ViT visual tower + the 16-query Resampler.
 
-Official code (VideoCrafter1 `lvdm/modules/encoders/condition.py` `FrozenOpenCLIPImageEmbedderV2` and
-`lvdm/modules/encoders/resampler.py` `Resampler`; spec `fifo_diffusion.md` 3.1), with checkpoint keys
+Official code (AILab-CVC/VideoCrafter, VideoCrafter1: `lvdm/modules/encoders/condition.py`
+`FrozenOpenCLIPImageEmbedderV2` and `lvdm/modules/encoders/resampler.py` `Resampler`; docs/videocrafter2.md,
+"Image-to-video (VideoCrafter1)"), with checkpoint keys
 `embedder.model.visual.*` and `image_proj_model.*`:
 
 1. preprocessing: the image in [-1, 1] is resized to 224x224 (bicubic, align_corners=True, with kornia's

@@ -1,7 +1,7 @@
 """VideoCrafter2 as a ComfyUI model: the model config, the BaseModel subclass and its model sampling.
 
-Model sampling (DESIGN decision 4): VideoCrafter2 was trained with a rescaled forward process
-`x_t = sqrt(a_t) s_t x0 + sqrt(1 - a_t) eps`, `s_t = scale_arr[t]` (1.0 at t=0 falling linearly to 0.7 at
+Model sampling (docs/videocrafter2.md, "The rescaled schedule"): VideoCrafter2 was trained with a rescaled
+forward process `x_t = sqrt(a_t) s_t x0 + sqrt(1 - a_t) eps`, `s_t = scale_arr[t]` (1.0 at t=0 falling linearly to 0.7 at
 t=400, then 0.7; official `lvdm/models/ddpm3d.py`, `use_scale`, `scale_b=0.7`). In `X = x_t / (s_t sqrt(a_t))`
 this is a variance-exploding process with `sigma(t) = sqrt((1 - a_t) / a_t) / s_t`, so ComfyUI's samplers
 work unchanged on it: the UNet input is `x_t = s_t sqrt(a_t) X` and `denoised = X - sigma eps`.
@@ -68,9 +68,6 @@ class VideoCrafterConfig(comfy.supported_models_base.BASE):
                          "timesteps": TRAIN_TIMESTEPS}
     memory_usage_factor = 2.0
     supported_inference_dtypes = [torch.float16, torch.bfloat16, torch.float32]
-
-    def __init__(self, unet_config):
-        super().__init__(unet_config)
 
 
 class VideoCrafterModel(comfy.model_base.BaseModel):

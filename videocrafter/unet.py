@@ -2,7 +2,8 @@
 
 Source of the architecture: AILab-CVC/VideoCrafter `lvdm/modules/networks/openaimodel3d.py` and
 `lvdm/modules/attention.py` (identical in jjihwan/FIFO-Diffusion_public), config
-`configs/inference_t2v_512_v2.0.yaml`. Spec: `shared/specs/fifo_diffusion.md` section 2.5.
+`configs/inference_t2v_512_v2.0.yaml`. docs/videocrafter2.md, "The UNet" (the layout) and "The UNet in
+ComfyUI" (the conventions and patch points below).
 
 Layout: frames as batch. The UNet takes `x` of shape `[B*T, C, h, w]` (B videos of T frames each, frames
 of one video consecutive) and one timestep per frame `[B*T]` (FIFO's diagonal denoising) or one per video
@@ -203,6 +204,12 @@ class TemporalTransformer(nn.Module):
         return x + x_in
 
 
+def supports_patch_points(unet, *names: str) -> bool:
+    """True if the diffusion model `unet` runs every one of the pack's patch points `names` (its `PATCH_POINTS`).
+    A check by interface, not by class, so it holds for any copy of the pack a host has imported."""
+    return unet is not None and set(names) <= set(getattr(unet, "PATCH_POINTS", ()))
+
+
 class UNet3D(nn.Module):
     """VideoCrafter2's text-to-video UNet (also VideoCrafter1's, which has the same structure).
 
@@ -215,6 +222,10 @@ class UNet3D(nn.Module):
       (0-999, float); context `[B*T or B, tokens, context_dim]`; fps `[B*T]`, `[B]`, a number or None
       (8). Returns the predicted noise `[B*T, out_channels, h, w]`.
     """
+
+    # The pack's own patch points this UNet runs (module docstring); the bridges check a model by them
+    # (`supports_patch_points`), so another model family that runs the same points gets the same features.
+    PATCH_POINTS = ("temporal_query", "temporal_attention", "temporal_conv", "temporal_norm")
 
     def __init__(self, in_channels=4, model_channels=320, out_channels=4, num_res_blocks=2,
                  attention_resolutions=(4, 2, 1), channel_mult=(1, 2, 4, 4), num_head_channels=64,
@@ -239,7 +250,8 @@ class UNet3D(nn.Module):
             heads = ch // num_head_channels
             layers = [SpatialTransformer(ch, heads, num_head_channels, depth=transformer_depth, context_dim=context_dim,
                                          use_linear=use_linear, use_checkpoint=False, **kw)]
-            # -- VideoCrafter1 image-to-video (issue 6): image cross-attention (to_k_ip/to_v_ip) in every spatial attn2
+            # -- VideoCrafter1 image-to-video (docs/videocrafter2.md, "Image-to-video (VideoCrafter1)"): image
+            # cross-attention (to_k_ip/to_v_ip) in every spatial attn2
             if image_cross_attention:
                 from .image_attention import add_image_cross_attention
                 add_image_cross_attention(layers[0], context_dim, **kw)

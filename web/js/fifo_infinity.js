@@ -1,11 +1,13 @@
 // FIFO-Infinity browser extension: one colour scheme for the pack's nodes, and a live view of the FIFO queue
-// fed by the server's "fifo_infinity.queue" messages (see nodes/fifo_progress.py). The view is a display-only
+// fed by the server's "fifo_infinity.queue" messages (see bridge/fifo_progress.py). The view is a display-only
 // DOM widget (display_widget.js), so it shows in the classic canvas and in the Vue "Nodes 2.0" renderer.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { addDisplayWidget } from "./display_widget.js";
 
 const PACK_CATEGORY = "FIFO-Infinity";
+// The nodes that run a FIFO queue (nodes/fifo.py) and show its live view.
+const QUEUE_VIEW_NODES = new Set(["FIFOInfinityFIFOSampler", "FIFOInfinityFIFOSamplerAllInOne"]);
 const COLORS = { color: "#2a3f5f", bgcolor: "#1c2a3f" };
 const QUEUE_EVENT = "fifo_infinity.queue";
 const QUEUE_WIDGET = "fifo_queue_view";
@@ -92,7 +94,7 @@ app.registerExtension({
       const result = onNodeCreated?.apply(this, arguments);
       this.color = COLORS.color;
       this.bgcolor = COLORS.bgcolor;
-      if (nodeData.output_node !== true && /FIFO/.test(nodeData.name) && /Sampler/.test(nodeData.name)) {
+      if (nodeData.output_node !== true && QUEUE_VIEW_NODES.has(nodeData.name)) {
         addQueueWidget(this);
       }
       return result;

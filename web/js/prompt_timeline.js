@@ -8,7 +8,7 @@
 import { app } from "../../../scripts/app.js";
 import { addDisplayWidget } from "./display_widget.js";
 
-const SCHEDULE_NODE = "FIFOPromptSchedule";
+const SCHEDULE_NODE = "FIFOInfinityFIFOPromptSchedule";
 const WIDGET = "fifo_prompt_timeline";
 const DEFAULT_FPS = 8;
 const MARGIN = 4, BAR_HEIGHT = 34, HEIGHT = 70, GRAB_PIXELS = 6;

@@ -1,7 +1,9 @@
-"""Video-Infinity inside our VideoCrafter UNet3D: the temporal-layer patches and the clip-parallel model call.
+"""Video-Infinity in ComfyUI: the temporal-layer patches, the clip-parallel model call, the model patch, the
+per-clip prompts and the clip-parallel decode (the algorithm: `attention/video_infinity.py`; where clips run:
+`parallel/transport.py`; docs/video_infinity.md).
 
-No ComfyUI import: this is duck-typed against the patch points of `videocrafter/unet.py` and the call
-convention of ComfyUI's wrapper executors (`executor(*args, **kwargs)`, `executor.class_obj`).
+Written against the patch points of `videocrafter/unet.py` and the call convention of ComfyUI's wrapper
+executors (`executor(*args, **kwargs)`, `executor.class_obj`).
 
 How a patched model runs (the Apply Video-Infinity node installs all of this on a model clone):
 
@@ -11,7 +13,7 @@ How a patched model runs (the Apply Video-Infinity node installs all of this on 
    transport run the clips: every participant (one call, a thread per device group, or a rank) calls the
    UNet on its clips' rows with a `ClipCall` in `transformer_options["video_infinity_call"]`.
 3. Inside that call the UNet's patch points hand every temporal layer to the functions below, which build
-   the local/global context through the participant's endpoint (`samplers.video_infinity`).
+   the local/global context through the participant's endpoint (`attention.video_infinity`).
 4. The participants' outputs are put back together in clip order: the caller gets `[chunks * W * F, ...]`.
 
 Patch points used (videocrafter/unet.py): `patches_replace["temporal_attention"]` (all temporal
@@ -30,14 +32,19 @@ from dataclasses import dataclass
 
 import torch
 
-from .transport import (DistributedTransport, Endpoint, InProcessTransport, LocalEndpoint, Transport,
-                        same_device, parse_devices, resolve_transport)
-from .video_infinity import (VideoInfinityError, VideoInfinityOptions, check_clips, clip_count, dual_scope_attention,
-                             pad_with_neighbours, synced_group_norm)
+import comfy.patcher_extension
+
+from ..attention.video_infinity import (VideoInfinityError, VideoInfinityOptions, check_clips, clip_count,
+                                        dual_scope_attention, pad_with_neighbours, partition_clips, prompt_index,
+                                        synced_group_norm)
+from ..parallel.transport import (DistributedTransport, Endpoint, InProcessTransport, LocalEndpoint, Transport,
+                                  distributed_ready, parse_devices, resolve_transport, same_device)
+from ..videocrafter.unet import supports_patch_points
 
 log = logging.getLogger("fifo_infinity")
 
 CALL_KEY = "video_infinity_call"
+WRAPPER_KEY = "video_infinity"
 OPTIONS_KEY = "video_infinity"
 
 
@@ -85,7 +92,8 @@ def temporal_conv_patch(block, x, extra_options):
 
     x `[chunks * clips, C, F, h, w]`. Each clip gets `conv_context_frames` input frames of each neighbour
     (zeros at the video ends), runs the block's four stages, loses the context again and adds its input
-    (official `ConvLayerPlugin`; spec section 3.7). With synchronised GroupNorm the stages' GroupNorms take
+    (official `ConvLayerPlugin`; docs/video_infinity.md, "Temporal convolution context"). With synchronised
+    GroupNorm (docs/video_infinity.md, "Synchronised GroupNorm") the stages' GroupNorms take
     their statistics over all clips (of the padded inputs, as the paper's GroupNorm plugin would).
     """
     call = clip_call(extra_options)
@@ -344,3 +352,75 @@ def _clip_control(control, take):
         else:
             out[key] = take(value) if torch.is_tensor(value) else value
     return out
+
+
+def apply_video_infinity(model, options: VideoInfinityOptions, devices: str = ""):
+    """A clone of `model` (a ModelPatcher of our VideoCrafter model) patched for Video-Infinity: the temporal patch
+    points in its transformer options, the DIFFUSION_MODEL / PREPARE_SAMPLING / OUTER_SAMPLE wrappers of a
+    `VideoInfinityRuntime` running the clips where `devices` says (`parallel.transport.parse_devices`), and its
+    memory estimate per participant. Raises VideoInfinityError for a model without the temporal patch points or
+    bad devices."""
+    unet = getattr(model.model, "diffusion_model", None)
+    if not supports_patch_points(unet, "temporal_attention", "temporal_conv", "temporal_norm"):
+        raise VideoInfinityError("the model is not a VideoCrafter 3D UNet: load it with VideoCrafter2 Checkpoint Loader")
+    runtime = VideoInfinityRuntime(options, devices)
+    patched = model.clone()
+    patched.model_options["transformer_options"] = install(patched.model_options.get("transformer_options", {}), options)
+    wrappers = comfy.patcher_extension.WrappersMP
+    for kind, function in ((wrappers.DIFFUSION_MODEL, runtime.diffusion_model_wrapper),
+                           (wrappers.PREPARE_SAMPLING, runtime.prepare_sampling_wrapper),
+                           (wrappers.OUTER_SAMPLE, runtime.outer_sample_wrapper)):
+        patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
+        patched.add_wrapper_with_key(kind, WRAPPER_KEY, function)
+    patched.add_object_patch("memory_required", runtime.memory_required_patch(patched.model))
+    return patched
+
+
+
+def per_clip_conditioning(prompts: list, options: VideoInfinityOptions, frames: int) -> list:
+    """One CONDITIONING whose cross-attention holds, for every frame of the long latent, its clip's prompt."""
+    clips = clip_count(frames, options.frames_per_clip)
+    check_clips(options, clips)
+    tensors = []
+    for index, conditioning in enumerate(prompts):
+        if len(conditioning) != 1:
+            raise VideoInfinityError(f"prompt {index + 1} holds {len(conditioning)} conditionings; give one text "
+                                     f"encoding per prompt (combined or area conditionings are not supported here)")
+        tensor = conditioning[0][0]
+        if tensor.shape[0] != 1:
+            raise VideoInfinityError(f"prompt {index + 1} has a batch of {tensor.shape[0]}; expected one text encoding")
+        tensors.append(tensor)
+    if not tensors:
+        raise VideoInfinityError("no prompt connected")
+    tokens = math.lcm(*[t.shape[1] for t in tensors])
+    if any(t.shape[2] != tensors[0].shape[2] for t in tensors):
+        raise VideoInfinityError("the prompts come from different text encoders (different widths)")
+    # longer prompts have more 77-token chunks: repeat the shorter ones (ComfyUI's own padding, same attention)
+    tensors = [t.repeat(1, tokens // t.shape[1], 1) for t in tensors]
+    f = options.frames_per_clip
+    rows = [tensors[prompt_index(r, clips, len(tensors))].expand(f, -1, -1) for r in range(clips)]
+    return [[torch.cat(rows, dim=0), dict(prompts[0][0][1])]]
+
+
+
+def decode_clips(vae, latent: torch.Tensor, options: VideoInfinityOptions) -> torch.Tensor:
+    """IMAGE `[W*F, H, W, 3]` of a long latent `[W*F, 4, h, w]`. Under torch.distributed each rank decodes its own
+    clips (the same partition as sampling) and rank 0 gathers them and returns the whole video; the other ranks
+    return their own clips' frames. Raises VideoInfinityError when the latent is not a whole number of clips."""
+    clips = clip_count(latent.shape[0], options.frames_per_clip)
+    if not distributed_ready():
+        return _decode(vae, latent)
+    transport = DistributedTransport()
+    sizes = partition_clips(clips, transport.participants())
+    f = options.frames_per_clip
+    start = sum(sizes[:transport.rank]) * f
+    mine = _decode(vae, latent[start:start + sizes[transport.rank] * f])
+    everything = transport.gather_to_first(mine, [s * f for s in sizes])
+    return everything if everything is not None else mine
+
+
+def _decode(vae, latent):
+    images = vae.decode(latent)
+    if images.dim() == 5:
+        images = images.reshape(-1, *images.shape[-3:])
+    return images

@@ -1,6 +1,7 @@
 """Multi-prompt schedules for the FIFO queue (pure Python, no ComfyUI).
 
-Official semantics ([off] `scripts/evaluation/funcs.py::fifo_ddim_sampling_multiprompts`, spec 1.6): prompt j
+Official semantics (jjihwan/FIFO-Diffusion_public `scripts/evaluation/funcs.py`, `fifo_ddim_sampling_multiprompts`;
+docs/fifo.md, "Multi-prompt schedules"): prompt j
 covers `frame_counts[j]` output frames; at FIFO iteration i the *whole queue* is conditioned on the prompt of
 the frame popped at that iteration, output frame `u = i - (S - f)` (warm-up iterations, u < 0, use prompt 0).
 

@@ -1,4 +1,4 @@
-"""Putting the weighted Q-cache (`samplers/qcache.py`) on a VideoCrafter MODEL through ComfyUI's patch points.
+"""Putting the weighted Q-cache (`attention/qcache.py`) on a VideoCrafter MODEL through ComfyUI's patch points.
 
 - Temporal transformers: our UNet's `transformer_options["patches"]["temporal_query"]` hook (q after `to_q`).
 - Spatial transformers (ComfyUI's own blocks): an attn1/attn2 *replace* on each encoder block that is a
@@ -18,9 +18,10 @@ from __future__ import annotations
 import comfy.patcher_extension
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
-from ..samplers.qcache import (ALL_SIGMAS, QueryCache, QueryCacheOptions, decoder_level, decoder_to_encoder,
+from ..attention.qcache import (ALL_SIGMAS, QueryCache, QueryCacheOptions, decoder_level, decoder_to_encoder,
                                parse_levels)
-from .image_attention import ImageCrossAttention
+from ..videocrafter.image_attention import ImageCrossAttention
+from ..videocrafter.unet import supports_patch_points
 
 VARIANTS = ("temporal", "spatial", "temporal + spatial")
 ATTENTION_CHOICES = {"attn1": ("attn1",), "attn2": ("attn2",), "both": ("attn1", "attn2")}
@@ -32,7 +33,7 @@ def unet_layout(model) -> dict:
     """Block layout of a VideoCrafter MODEL: res blocks per level, levels, levels with attention, flags."""
     unet = getattr(model.model, "diffusion_model", None)
     config = getattr(model.model, "model_config", None)
-    if unet is None or type(unet).__name__ != "UNet3D" or config is None:
+    if not supports_patch_points(unet, "temporal_query") or config is None:
         raise ValueError("Weighted Q-Cache needs a VideoCrafter MODEL from the VideoCrafter2 Checkpoint Loader")
     unet_config = config.unet_config
     levels = len(unet_config["channel_mult"])

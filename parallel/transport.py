@@ -9,8 +9,11 @@ One small interface, three real implementations (no ComfyUI import, no home-made
   are copied between devices.
 - `DistributedTransport(group)`: torch.distributed (gloo on CPU, NCCL on GPU), one participant per rank of
   the process group; context travels by `all_gather` (boundary frames and global frames in one collective
-  per exchange; spec section 2.2 describes the official pairwise variant), the clips' outputs are
-  all-gathered so every rank ends the call with the whole video's output.
+  per exchange; the official code's pairwise NCCL variant, Yuanshi9815/Video-Infinity
+  `src/video_infinity/plugins.py` `pad_context`, is compared in docs/video_infinity.md, "Context exchange"),
+  the clips' outputs are all-gathered so every rank ends the call with the whole video's output.
+
+Where clips run and what each choice costs: docs/video_infinity.md, "Where clips run".
 
 A transport's `run(clips, work, device)` calls `work(endpoint)` once per local participant; `work` returns
 its clips' output `[chunks, clips, ...]` (clip-major), `run` returns every participant's output in clip
@@ -23,12 +26,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from abc import ABC, abstractmethod
-from datetime import timedelta
 from typing import Callable
 
 import torch
 
-from .video_infinity import VideoInfinityError, partition_clips
+from ..attention.video_infinity import VideoInfinityError, partition_clips
 
 
 class Endpoint(ABC):
@@ -338,18 +340,6 @@ class DistributedEndpoint(Endpoint):
                     results[rank][p] = buf[offset:offset + n].view(tensors[p].shape).to(self.device)
                     offset += n
         return results
-
-
-def init_process_group_from_env(backend: str | None = None, timeout_minutes: float = 30.0):
-    """Initialise the default process group from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR,
-    MASTER_PORT); gloo on CPU, NCCL when CUDA is used. Returns (rank, world_size, backend)."""
-    import os
-    import torch.distributed as dist
-    if backend in (None, "", "auto"):
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("VIDEO_INFINITY_CPU") != "1" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
-    return dist.get_rank(), dist.get_world_size(), dist.get_backend()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""Declared ranges always hold: the checks every validator of the pack runs on the inputs it names.
+"""The inputs the pack's nodes share, and the checks that keep declared ranges true.
+
+`option_input` builds a node input from a field of an options dataclass (its default and its range come from
+the dataclass, the one source); `size_inputs` gives the width/height pair every sized node uses.
+
+Declared ranges always hold: the checks every validator of the pack runs on the inputs it names.
 
 ComfyUI skips its own min/max checks for every input a node's `validate_inputs` names (core `execution.py`
 `validate_inputs`), and its range check lets NaN through (comparisons with NaN are false). So a validator
 calls `check_declared` for the inputs it names: the range the node declares, finite floats, and for pixel
 sizes a multiple of 64. Linked inputs reach a validator as None (their value exists only at execution; both
 v0.3.75 and v0.33 pass None) and are skipped; `require_declared` runs the same checks at execution, where the
-values of linked inputs are known. DESIGN.md decision 14.
+values of linked inputs are known (docs/architecture.md, "Inputs and errors").
 
 ComfyUI shows a validator's message under every input the validator names, so validators name only the
 inputs they must check (the floats, the sizes, the inputs of cross-input rules); every other input keeps
@@ -14,10 +19,39 @@ ComfyUI's own per-input range check.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+
+from comfy_api.latest import io
 
 SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
 PIXEL_SIZES = ("width", "height")   # the pack's pixel-size inputs (positive multiples of SIZE_MULTIPLE)
+VIDEOCRAFTER2_SIZE = (512, 320)     # width, height in pixels VideoCrafter2 was trained at
+MAX_PIXELS = 4096
+
+
+def option_input(options_class, field_name: str, tooltip: str, name: str | None = None, **extra):
+    """A node input for one field of an options dataclass (FifoOptions, ...): the default is the field's default,
+    the range (`min` / `max`) or the choices (`options`) its `metadata`, the widget type its annotation (int,
+    float, bool, str with choices). `name`: the input's name if it differs from the field's. `extra`: more
+    widget options (step, round, optional...)."""
+    field = {f.name: f for f in dataclasses.fields(options_class)}[field_name]
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    settings = dict(default=default, tooltip=tooltip, **extra)
+    if "options" in field.metadata:
+        return io.Combo.Input(name or field_name, options=list(field.metadata["options"]), **settings)
+    widget = {"int": io.Int, "float": io.Float, "bool": io.Boolean, "str": io.String}[kind]
+    settings.update({key: field.metadata[key] for key in ("min", "max") if key in field.metadata})
+    return widget.Input(name or field_name, **settings)
+
+
+def size_inputs(what: str = "Frame") -> list:
+    """The `width` and `height` inputs in pixels (multiples of 64, VideoCrafter2's 512x320 by default); a node
+    with them passes `PIXEL_SIZES` to `check_declared` / `require_declared`."""
+    return [io.Int.Input(name, default=default, min=SIZE_MULTIPLE, max=MAX_PIXELS, step=SIZE_MULTIPLE,
+                         tooltip=f"{what} {name} in pixels, a multiple of {SIZE_MULTIPLE} (VideoCrafter2: {default}).")
+            for name, default in zip(PIXEL_SIZES, VIDEOCRAFTER2_SIZE)]
 
 
 def size_error(name: str, value: int) -> str | None:

@@ -12,16 +12,17 @@ layer a clip sees more than its own frames:
 - optionally (paper section 4.2, footnote 4; NOT in the released code) GroupNorm statistics synchronised
   over all clips, for the temporal transformer norm and the temporal conv GroupNorms.
 
-Everything here follows the official code (Yuanshi9815/Video-Infinity acfcd17, `plugins.py`) as described
-in `shared/specs/video_infinity.md` sections 2-4: the mask starts at +1, the "top_k" global set is a
+Everything here follows the official code (Yuanshi9815/Video-Infinity acfcd17,
+`src/video_infinity/plugins.py`: `AttentionPlugin`, `ConvLayerPlugin`, `GroupNormPlugin`; docs/video_infinity.md
+explains each rule and where the paper and the released code differ): the mask starts at +1, the "top_k" global set is a
 stride, the global set keeps the clip's own frames, the zero context at the ends is not masked, logits are
 `(q k^T) * scale + bias` then softmax, with `token_num_scale` the scale of a row is multiplied by
 `ln(n) / ln(16)`.
 
 Layout convention ("clip-major"): tensors that cross clip boundaries are `[chunks, clips, ...]` where
 `chunks` is the number of cond/uncond batches ComfyUI stacked into one UNet call and `clips` the clips held
-by one participant (see `samplers.transport`). The exchange between participants goes through an
-`Endpoint` (`samplers.transport`); the functions here only decide what to send and how to assemble it.
+by one participant (see `parallel.transport`). The exchange between participants goes through an
+`Endpoint` (`parallel.transport`); the functions here only decide what to send and how to assemble it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Phase:
 
     `t`: threshold on the diffusion timestep (0-999); `local_bias` / `global_bias`: added to the logits of
     the local block (own frames and neighbours' padding) / of the global block. The local phase applies
-    when `t_current < t`, the global phase when `t_current >= t` (paper, "Dual-scope attention"; spec section 3.4).
+    when `t_current < t`, the global phase when `t_current >= t` (paper, "Dual-scope attention"; docs/video_infinity.md,
+    "The phase biases").
     """
     t: float
     local_bias: float
@@ -110,11 +112,6 @@ class VideoInfinityOptions:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def uses_context(self) -> bool:
-        """True if any clip sees anything of another clip."""
-        return self.dual_scope_attention or self.conv_context_frames > 0 or self.sync_group_norm
-
 
 def option_errors(options: VideoInfinityOptions) -> list[str]:
     """The problems of a set of options (empty if usable), worded for the node's user."""
@@ -140,7 +137,7 @@ def option_errors(options: VideoInfinityOptions) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Clip partition (paper section 4.2; spec section 2.1)
+# Clip partition (paper section 4.2; docs/video_infinity.md, "Clips")
 # ---------------------------------------------------------------------------------------------------
 
 def clip_count(frames: int, frames_per_clip: int) -> int:
@@ -169,7 +166,7 @@ def check_clips(options: VideoInfinityOptions, clips: int) -> None:
 def partition_clips(clips: int, participants: int) -> list[int]:
     """`[P]` clips per participant, contiguous and in clip order; sizes differ by at most one (earlier ones
     larger). `[W]` for one participant. Every participant needs at least one clip. Paper section 4.2 (one clip
-    per device); spec section 2.1.
+    per device); docs/video_infinity.md, "Where clips run".
     """
     if participants < 1:
         raise VideoInfinityError("at least one participant is needed")
@@ -183,19 +180,20 @@ def partition_clips(clips: int, participants: int) -> list[int]:
 
 def prompt_index(clip: int, clips: int, prompts: int) -> int:
     """Which of P prompts conditions clip r of W: floor(r * P / W) (official `inference.py`; the paper's
-    multi-prompt video of Fig. 1; spec section 2.1). Returns an index in [0, P)."""
+    multi-prompt video of Fig. 1; docs/video_infinity.md, "Prompts per clip"). Returns an index in [0, P)."""
     if prompts < 1 or clips < 1 or not 0 <= clip < clips:
         raise VideoInfinityError(f"bad prompt assignment request: clip {clip} of {clips}, {prompts} prompts")
     return clip * prompts // clips
 
 
 # ---------------------------------------------------------------------------------------------------
-# Global context (paper, "Dual-scope attention", global context; spec section 3.2)
+# Global context (paper, "Dual-scope attention", global context; docs/video_infinity.md, "Global context")
 # ---------------------------------------------------------------------------------------------------
 
 def global_frame_indices(frames_per_clip: int, clips: int, global_frames: int) -> tuple[list[int], int]:
     """(indices inside each clip, G): which frames every clip contributes to the global set and its size
-    (paper, "Dual-scope attention", global context; spec section 3.2). Returns a list of len ceil(F / stride) and an int.
+    (paper, "Dual-scope attention", global context; docs/video_infinity.md, "Global context"). Returns a list of
+    len ceil(F / stride) and an int.
 
     Official `get_topk`: share = global_frames // W, stride = max(F // share, 1) (10**6 if share is 0),
     indices = arange(0, F, stride), i.e. ceil(F / stride) frames per clip (not necessarily `share`); the
@@ -210,7 +208,8 @@ def global_frame_indices(frames_per_clip: int, clips: int, global_frames: int) -
 
 
 # ---------------------------------------------------------------------------------------------------
-# Mask and biases (paper, "Dual-scope attention"; spec sections 3.4 and 3.5)
+# Mask and biases (paper, "Dual-scope attention"; docs/video_infinity.md, "The attention mask", "The phase biases"
+# and "The softmax scale")
 # ---------------------------------------------------------------------------------------------------
 
 MASK_BASE = 1.0           # the official mask starts at ones, not zeros
@@ -218,7 +217,8 @@ UNMASKED_ABOVE = -100.0   # token_num_scale counts the columns whose mask is >= 
 
 
 def base_mask(frames_per_clip: int, padding: int, global_count: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """`[F, F + 2p + G]`: +1 where a query may look, -inf elsewhere (paper, "Dual-scope attention"; spec section 3.4).
+    """`[F, F + 2p + G]`: +1 where a query may look, -inf elsewhere (paper, "Dual-scope attention";
+    docs/video_infinity.md, "The attention mask").
 
     Columns: `[0, p)` left neighbour's last p frames (or zeros), `[p, F + p)` own frames, `[F + p, F + 2p)`
     right neighbour's first p frames (or zeros), then the G global frames. Row i sees local columns
@@ -237,7 +237,8 @@ def base_mask(frames_per_clip: int, padding: int, global_count: int, dtype=torch
 def attention_bias(timesteps: torch.Tensor, options: VideoInfinityOptions, global_count: int,
                    dtype=torch.float32) -> torch.Tensor:
     """`[..., F, S]` additive logits bias for queries at `timesteps` `[..., F]` (one timestep per query frame);
-    paper, "Dual-scope attention" (the timestep-dependent balance of local and global context), spec section 3.4.
+    paper, "Dual-scope attention" (the timestep-dependent balance of local and global context);
+    docs/video_infinity.md, "The phase biases".
 
     base_mask, then (official order, each addition in `dtype`) the local phase's biases where t < its
     threshold, then the global phase's where t >= its threshold. With one timestep per call (the official
@@ -247,8 +248,8 @@ def attention_bias(timesteps: torch.Tensor, options: VideoInfinityOptions, globa
     local = f + 2 * p
     t = timesteps.float()
     bias = base_mask(f, p, global_count, dtype=dtype, device=timesteps.device).expand(*t.shape, -1).clone()
-    for phase, active in ((options.local_phase, t < phase_threshold(options.local_phase)),
-                          (options.global_phase, t >= phase_threshold(options.global_phase))):
+    for phase, active in ((options.local_phase, t < float(options.local_phase.t)),
+                          (options.global_phase, t >= float(options.global_phase.t))):
         if not bool(active.any()):
             continue
         values = torch.cat([torch.full((local,), float(phase.local_bias)),
@@ -257,14 +258,10 @@ def attention_bias(timesteps: torch.Tensor, options: VideoInfinityOptions, globa
     return bias
 
 
-def phase_threshold(phase: Phase) -> float:
-    return float(phase.t)
-
-
 def softmax_scale(head_dim: int, options: VideoInfinityOptions, bias: torch.Tensor) -> float | torch.Tensor:
     """1/sqrt(d) * attn_scale, or with token_num_scale a float32 `[..., F, 1]` tensor times ln(n)/ln(16),
     n = the number of columns of the row whose bias `[..., F, S]` is >= -100 (not in the paper; the official
-    code's option; spec section 3.5: log base 16, no root)."""
+    code's option, `my_attention`: log base 16, no root; docs/video_infinity.md, "The softmax scale")."""
     base = options.attn_scale / math.sqrt(head_dim)
     if not options.token_num_scale:
         return base
@@ -273,7 +270,8 @@ def softmax_scale(head_dim: int, options: VideoInfinityOptions, bias: torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------------
-# Neighbour and global context through an Endpoint (paper section 4.2 and App. A.2; spec sections 2.2-2.3)
+# Neighbour and global context through an Endpoint (paper section 4.2 and App. A.2; docs/video_infinity.md,
+# "Context exchange")
 # ---------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -289,7 +287,8 @@ class Context:
 def exchange_context(tensors: list[torch.Tensor], time_dim: int, pad: int, endpoint,
                      global_indices: list[int] | None = None, global_count: int = 0) -> list[Context]:
     """Neighbour context (`pad` frames each side, zeros at the video ends) and the global set for each tensor
-    (paper, "Clip parallelism" (section 4.2) and App. A.2; spec sections 2.2-2.3). Returns one `Context` per tensor.
+    (paper, "Clip parallelism" (section 4.2) and App. A.2; docs/video_infinity.md, "Context exchange"). Returns one
+    `Context` per tensor.
 
     tensors: clip-major `[chunks, clips, ...]` (the participant's clips), frames on `time_dim` (>= 2), all
     with the same layout; K and V of one attention travel in one exchange. Every participant must call
@@ -358,7 +357,7 @@ def pad_with_neighbours(x: torch.Tensor, time_dim: int, pad: int, endpoint) -> t
     of each neighbour (zeros at the ends).
 
     The temporal-convolution context (paper section 4.2; official `ConvLayerPlugin.pad_context`, 4 frames;
-    spec section 3.7).
+    docs/video_infinity.md, "Temporal convolution context").
     """
     if pad == 0:
         return x
@@ -367,12 +366,14 @@ def pad_with_neighbours(x: torch.Tensor, time_dim: int, pad: int, endpoint) -> t
 
 
 # ---------------------------------------------------------------------------------------------------
-# Dual-scope attention (paper, "Dual-scope attention"; spec sections 3.3-3.6)
+# Dual-scope attention (paper, "Dual-scope attention"; docs/video_infinity.md, "Local context", "Global context"
+# and "The attention mask")
 # ---------------------------------------------------------------------------------------------------
 
 def dual_scope_keys(k: torch.Tensor, v: torch.Tensor, options: VideoInfinityOptions, endpoint,
                     clips_total: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Local + global keys and values for every query clip (paper, "Dual-scope attention"; spec sections 3.2-3.4).
+    """Local + global keys and values for every query clip (paper, "Dual-scope attention"; docs/video_infinity.md,
+    "Local context" and "Global context").
 
     k, v: `[chunks, clips, N, F, inner]` (N = spatial positions). Returns K, V `[chunks, clips, N, S, inner]`
     with S = F + 2p + G (left padding, own frames, right padding, global set) and G.
@@ -400,7 +401,7 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 27   # logits per chunk of spatial positions (bo
 def scaled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, bias: torch.Tensor,
                      scale: float | torch.Tensor) -> torch.Tensor:
     """Explicit attention in the official order: logits = q k^T, then * scale, then + bias, softmax, @ v
-    (paper, "Dual-scope attention"; spec section 3.6).
+    (paper, "Dual-scope attention"; official `my_attention`; docs/video_infinity.md, "The attention mask").
 
     q `[V, N, F, inner]`, k / v `[V, N, S, inner]`, bias `[V, F, S]` (q's dtype), scale a float or a
     float32 `[V, F, 1]` tensor. Heads split as `(.., F, heads, d) -> (.., heads, F, d)`. Returns

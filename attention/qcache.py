@@ -7,7 +7,10 @@ In the decoder of the UNet, the query of a chosen attention becomes
 where `q_encoder` is the query of the same attention in the encoder block at the same resolution, taken
 from the same forward pass (same window, same per-frame timesteps, same CFG branch). Keys and values stay
 the decoder's own. The fork hard-codes w = 1.0 (full replacement); its author reports w = 0.9.
-Spec: `shared/specs/fifo_diffusion.md` section 3.3.
+Official code: YCmove/FIFO-Diffusion_public (b6226b0) `lvdm/modules/networks/openaimodel3d.py`,
+`UNetModel.forward` (the decoder -> encoder block map `out2in`, the weight `vt`), and
+`lvdm/modules/attention.py`, `CrossAttention.efficient_forward` (the blend). docs/consistency.md,
+"Weighted Q-Cache".
 
 `QueryCache` holds the options and the per-forward state. It is used through two hooks:
 

@@ -1,4 +1,6 @@
-"""A real ComfyUI server (its own `main.py --cpu`) for end-to-end tests over HTTP.
+"""A real ComfyUI server (its own `main.py --cpu`) over HTTP: the tests' `server` fixture and `make demo`
+(tools/demo.py) both use it. The tests import it from here (tests/conftest.py puts tools/ on sys.path);
+nothing outside tests/ imports from tests/.
 
 The pack reaches the server through the host's `custom_nodes/fifo-infinity` link made by
 tools/setup_env.sh; models come from a temporary `extra_model_paths.yaml`.
@@ -61,7 +63,7 @@ class ComfyServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited at start-up:\n{self.tail()}")
             try:
-                if requests.get(self.url + "/object_info/VideoCrafterCheckpointLoader", timeout=2).status_code == 200:
+                if requests.get(self.url + "/object_info/FIFOInfinityCheckpointLoader", timeout=2).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
