@@ -6,8 +6,8 @@ setup:        ## build (or reuse) a venv + real ComfyUI test environment (FIFO_C
 test:         ## the whole suite against a real ComfyUI (FIFO_COMFYUI picks the host; builds the environment if needed)
 	tools/run_tests.sh
 
-test-fast:    ## only the unit and in-process host tests (-m "unit or host"; no server, browser or distributed runs)
-	tools/run_tests.sh -m "unit or host"
+test-fast:    ## the unit and in-process host tests but the fixture-size FIFO samplings (no server, browser or distributed runs)
+	tools/run_tests.sh -m "(unit or host) and not slow"
 
 demo:         ## the bundled tiny model makes a 256-frame FIFO video through a headless ComfyUI (./output)
 	tools/demo.sh

@@ -207,6 +207,7 @@ def core_runs(reference, settings, model):
 
 
 @pytest.mark.parametrize("eta", [0, 1])
+@pytest.mark.slow
 def test_parity_fifo_popped_latents(reference, settings, core_runs, eta):
     """The full run: every iteration's popped head frame (warm-up included) and the N kept frames."""
     popped, output = core_runs[eta]
@@ -219,6 +220,7 @@ def test_parity_fifo_popped_latents(reference, settings, core_runs, eta):
     assert torch.equal(output, popped[settings["options"].warmup:])
 
 
+@pytest.mark.slow
 def test_parity_fixture_discriminates_fifo_mistakes(reference, settings, model, core_runs):
     """The comparisons above tell right from wrong: each of these mistakes fails them.
     - a one-slot shift (the frame one iteration, i.e. one queue slot, early or late);

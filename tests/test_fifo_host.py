@@ -146,6 +146,7 @@ def test_all_in_one_with_a_base_clip_matches_the_core(host, setup, reference, mo
     compare("all-in-one eta1 with base clip vs core", setup["model"].model.process_latent_in(out["samples"]), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path, eta", [("SamplerCustomAdvanced", 0), ("all-in-one", 1)])
 def test_parity_fifo_through_comfyui(host, setup, reference, manifest, monkeypatch, path, eta):
     """The ComfyUI paths at the fixture's own settings (f, n, lookahead, N, cfg, fps from the manifest), from its
