@@ -37,12 +37,6 @@ PACKAGE = "fifo_infinity"
 ROOT_VARIABLES = ("FIFO_COMFYUI_ROOT", "COMFYUI_PATH")
 """Environment variables that name the ComfyUI root, in the order they are read (tools/run_tests.sh sets the first)."""
 
-REFERENCE_VARIABLES = {
-    "vc2_tiny": "FIFO_REFERENCE_DIR",
-    "video_infinity": "VIDEO_INFINITY_REFERENCE_DIR",
-    "vc1_i2v_tiny": "FIFO_I2V_REFERENCE_DIR",
-}
-"""The reference fixture folders the tests and benchmarks use, and the environment variable that overrides each."""
 
 
 class ComfyUINotFound(FileNotFoundError):
@@ -51,10 +45,6 @@ class ComfyUINotFound(FileNotFoundError):
 
 class PackLoadError(RuntimeError):
     """ComfyUI's `load_custom_node` did not load the pack (ComfyUI logs the reason as a warning)."""
-
-
-class ReferenceNotFound(FileNotFoundError):
-    """A reference fixture folder is in none of the places looked at."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -189,29 +179,3 @@ def load_host(root: str | None = None, cpu: bool = True, pack: bool = True):
     if pack and not load_pack(nodes):
         raise PackLoadError(f"ComfyUI failed to load the pack from {PACK_DIR} (see ComfyUI's warnings above)")
     return nodes
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reference fixtures
-# ---------------------------------------------------------------------------------------------------
-
-def reference_candidates(leaf: str, variable: str | None = None) -> list[str]:
-    """Where `find_reference` looks for the fixture folder `leaf`: only $`variable` when it is set, else
-    `../shared/reference/<leaf>` next to the clone, then `/work/shared/reference/<leaf>`."""
-    variable = variable or REFERENCE_VARIABLES.get(leaf)
-    if variable and os.environ.get(variable):
-        return [os.environ[variable]]
-    return [os.path.join(PACK_DIR, "..", "shared", "reference", leaf), os.path.join("/work", "shared", "reference", leaf)]
-
-
-def find_reference(leaf: str, variable: str | None = None) -> str:
-    """The absolute path of the reference fixture folder `leaf` (e.g. "vc2_tiny"); `variable` overrides the
-    environment variable of `REFERENCE_VARIABLES`. Raises ReferenceNotFound naming the places tried and the variable.
-    """
-    variable = variable or REFERENCE_VARIABLES.get(leaf)
-    candidates = reference_candidates(leaf, variable)
-    for path in candidates:
-        if os.path.isdir(path):
-            return os.path.abspath(path)
-    hint = f"; set {variable}" if variable else ""
-    raise ReferenceNotFound(f"reference fixtures not found (tried {candidates}){hint}")

@@ -13,17 +13,17 @@ PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 sys.path.append(os.path.join(PACK_DIR, "tools"))
-from pack_bootstrap import bootstrap  # noqa: E402  the pack's host_bootstrap.py
+from pack_bootstrap import ReferenceNotFound, bootstrap, find_reference  # noqa: E402  the pack's host_bootstrap.py
 RESULTS = os.path.join(PACK_DIR, "benchmarks", "results")
 DEFAULT_COMFYUI = os.environ.get("FIFO_COMFYUI_ROOT") or os.environ.get("COMFYUI_PATH") or \
     os.path.expanduser("~/.cache/fifo-infinity/comfyui-0.3.75")
 
 
 def reference_dir() -> str:
-    """The vc2_tiny reference fixtures (host_bootstrap.find_reference: $FIFO_REFERENCE_DIR, ../shared/reference/...)."""
+    """The vc2_tiny reference fixtures (pack_bootstrap.find_reference: $FIFO_REFERENCE_DIR, ../shared/reference/...)."""
     try:
-        return bootstrap.find_reference("vc2_tiny")
-    except bootstrap.ReferenceNotFound as error:
+        return find_reference("vc2_tiny")
+    except ReferenceNotFound as error:
         raise SystemExit(str(error)) from None
 
 

@@ -6,7 +6,7 @@ VideoCrafter1 image-to-video conditioning (the weighted Q-cache, the other FIFO+
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,11 +21,12 @@ class LatentSeeding:
     """FIFO+ latent seeding settings (the FIFO_LATENT_SEEDING value): the VAE that decodes the seed latent, the
     VideoCrafter1 image encoder that embeds it, and how often to re-seed (output frames; 0 = once).
 
-    Raises ValueError naming image_encoder or reseed_every when the settings cannot work.
+    Raises ValueError naming image_encoder or reseed_every when the settings cannot work. The default and range
+    of reseed_every are the FIFO Latent Seeding node's.
     """
     vae: object
     image_encoder: object
-    reseed_every: int = 0
+    reseed_every: int = field(default=0, metadata={"min": 0, "max": 1000000})
 
     def __post_init__(self):
         if self.image_encoder is None:

@@ -6,6 +6,7 @@ import node_helpers
 from comfy_api.latest import io
 
 from .common import NODE_PREFIX, category
+from .inputs import fps_input
 
 
 class FIFOInfinityVideoCrafterFPS(io.ComfyNode):
@@ -21,7 +22,7 @@ class FIFOInfinityVideoCrafterFPS(io.ComfyNode):
                          "between frames."),
             inputs=[
                 io.Conditioning.Input("conditioning", tooltip="Positive or negative conditioning to tag with an fps value."),
-                io.Int.Input("fps", default=8, min=1, max=120, tooltip="Conditioning fps (not the playback rate of the saved video)."),
+                fps_input("Conditioning fps (not the playback rate of the saved video)."),
             ],
             outputs=[io.Conditioning.Output(tooltip="The same conditioning with its fps set.")],
         )

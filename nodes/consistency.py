@@ -132,7 +132,7 @@ class FIFOInfinityLatentSeeding(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The VAE of the checkpoint, to decode the seed frame."),
                 ImageEncoder.Input("image_encoder", tooltip="IMAGE_ENCODER output of the VideoCrafter2 Checkpoint Loader "
                                                             "with a VideoCrafter1 image-to-video checkpoint."),
-                io.Int.Input("reseed_every", default=0, min=0, max=1000000,
+                option_input(LatentSeeding, "reseed_every",
                              tooltip="0: seed once from the queue's first frame (FIFO+). K > 0: every K output frames, "
                                      "re-seed from the frame just produced (replacing the previous seed)."),
             ],

@@ -12,7 +12,7 @@ from ..bridge.fifo_conditioning import FifoPromptList
 from ..bridge.state_file import StateFile, make_state_file
 from ..samplers.fifo import FifoOptions
 from .common import NODE_PREFIX, FifoPromptScheduleType, LatentSeedingType, category
-from .inputs import PIXEL_SIZES, check_declared, option_input, require_declared, size_inputs
+from .inputs import PIXEL_SIZES, check_declared, fps_input, option_input, require_declared, size_inputs
 
 
 def _frame_inputs() -> list:
@@ -166,8 +166,7 @@ class FIFOInfinityFIFOSamplerAllInOne(io.ComfyNode):
                 io.Float.Input("cfg", default=12.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale (official FIFO: 12)."),
                 *_option_inputs(),
-                io.Int.Input("fps", default=8, min=1, max=120,
-                             tooltip="fps conditioning of VideoCrafter2 (official FIFO: 8); not the playback rate."),
+                fps_input("fps conditioning of VideoCrafter2 (official FIFO: 8); not the playback rate."),
                 *_run_inputs(schedule_tooltip="Optional FIFO Prompt Schedule replacing positive.",
                              base_clip_tooltip="Optional f-frame LATENT to start from instead of sampling a base clip."),
             ],

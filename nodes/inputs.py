@@ -24,6 +24,8 @@ import math
 
 from comfy_api.latest import io
 
+from ..videocrafter.unet import DEFAULT_FPS
+
 SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
 PIXEL_SIZES = ("width", "height")   # the pack's pixel-size inputs (positive multiples of SIZE_MULTIPLE)
 VIDEOCRAFTER2_SIZE = (512, 320)     # width, height in pixels VideoCrafter2 was trained at
@@ -44,6 +46,11 @@ def option_input(options_class, field_name: str, tooltip: str, name: str | None 
     widget = {"int": io.Int, "float": io.Float, "bool": io.Boolean, "str": io.String}[kind]
     settings.update({key: field.metadata[key] for key in ("min", "max") if key in field.metadata})
     return widget.Input(name or field_name, **settings)
+
+
+def fps_input(tooltip: str):
+    """The `fps` input: the frames-per-second value VideoCrafter2 is conditioned on (its scripts use 8), 1-120."""
+    return io.Int.Input("fps", default=DEFAULT_FPS, min=1, max=120, tooltip=tooltip)
 
 
 def size_inputs(what: str = "Frame") -> list:

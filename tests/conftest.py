@@ -27,15 +27,15 @@ if TOOLS_DIR not in sys.path:
     sys.path.append(TOOLS_DIR)          # pack_bootstrap, server_harness (shared with tools/); appended: shadows nothing
 
 
-from pack_bootstrap import bootstrap  # noqa: E402  the pack's host_bootstrap.py (tools/ is on sys.path now)
+from pack_bootstrap import ReferenceNotFound, bootstrap, find_reference  # noqa: E402  (tools/ is on sys.path now)
 
 bootstrap.register_pack()
 
 
 def _find_reference(env, leaf):
     try:
-        return bootstrap.find_reference(leaf, env)
-    except bootstrap.ReferenceNotFound as error:
+        return find_reference(leaf, env)
+    except ReferenceNotFound as error:
         pytest.fail(str(error))
 
 
