@@ -1,6 +1,6 @@
-"""FIFO+ consistency on the conditioning side: latent seeding for the FIFO sampler and the image tokens of
-VideoCrafter1 image-to-video conditioning (the weighted Q-cache, the other FIFO+ trick, patches attention:
-`bridge/qcache.py`). docs/consistency.md.
+"""FIFO+ consistency on the conditioning side: latent seeding for the FIFO sampler, the image tokens of
+VideoCrafter1 image-to-video conditioning and a still base clip from one image (the weighted Q-cache, the other
+FIFO+ trick, patches attention: `bridge/qcache.py`). docs/consistency.md.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
+
+import comfy.utils
 
 from ..videocrafter.image_attention import TEXT_TOKENS, context_with_image_tokens
 from .fifo_conditioning import text_contexts, with_contexts
@@ -48,6 +50,14 @@ def append_image_tokens(conditioning, tokens: torch.Tensor, text_tokens: int = T
                         context.shape[1], text_tokens)
         out.append([context_with_image_tokens(context, tokens, text_tokens), options.copy()])
     return out
+
+
+def still_clip(image: torch.Tensor, vae, frames: int, width: int, height: int) -> torch.Tensor:
+    """A still base clip for FIFO: the first image of IMAGE `[B, H, W, C]`, resized with a centre crop to
+    width x height pixels, VAE-encoded and repeated: LATENT samples `[frames, 4, height/8, width/8]`."""
+    pixels = image[:1, :, :, :3].movedim(-1, 1)
+    pixels = comfy.utils.common_upscale(pixels, width, height, "bilinear", "center").movedim(1, -1)
+    return vae.encode(pixels).repeat(frames, 1, 1, 1)
 
 
 class SeedConds:

@@ -4,11 +4,10 @@ Q-cache itself `attention/qcache.py` (docs/consistency.md)."""
 
 from __future__ import annotations
 
-import comfy.utils
 from comfy_api.latest import io
 
 from ..attention.qcache import parse_levels
-from ..bridge.consistency import LatentSeeding, append_image_tokens
+from ..bridge.consistency import LatentSeeding, append_image_tokens, still_clip
 from ..bridge.qcache import ATTENTION_CHOICES, VARIANTS, apply_query_cache
 from ..samplers.fifo import FifoOptions
 from .common import NODE_PREFIX, ImageEncoder, LatentSeedingType, category
@@ -172,10 +171,7 @@ class FIFOInfinityImageToBaseClip(io.ComfyNode):
     @classmethod
     def execute(cls, image, vae, video_length: int, width: int, height: int):
         require_declared(cls, dict(video_length=video_length, width=width, height=height), PIXEL_SIZES)
-        pixels = image[:1, :, :, :3].movedim(-1, 1)
-        pixels = comfy.utils.common_upscale(pixels, width, height, "bilinear", "center").movedim(1, -1)
-        latent = vae.encode(pixels)
-        return io.NodeOutput({"samples": latent.repeat(video_length, 1, 1, 1)})
+        return io.NodeOutput({"samples": still_clip(image, vae, video_length, width, height)})
 
 
 NODES = [FIFOInfinityWeightedQCache, FIFOInfinityImageToVideoConditioning, FIFOInfinityLatentSeeding,
