@@ -1,4 +1,4 @@
-"""Clip-parallel transports for Video-Infinity: where the clips of one UNet call run, how context moves.
+"""Transports for Video-Infinity's clips and FIFO's windows: where the units of one call run, how tensors move.
 
 One small interface, three real implementations (no ComfyUI import, no home-made sockets):
 
@@ -19,6 +19,11 @@ A transport's `run(clips, work, device)` calls `work(endpoint)` once per local p
 its clips' output `[chunks, clips, ...]` (clip-major), `run` returns every participant's output in clip
 order. Inside `work`, the Video-Infinity layers call the endpoint's `all_gather` / `all_reduce_sum` (all
 participants in the same order: they run the same network).
+
+FIFO-Diffusion uses the same interface with windows as the units (`samplers.fifo.WindowWorkers`): each rank
+computes the windows of `endpoint.share` and `run` all-gathers their written frames, one collective per
+iteration (docs/fifo.md, "Across devices and processes"). Its `work` makes no collective of its own, so a rank
+whose work raises can tell every rank (`share_errors`), and every rank stops with that error.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ class Endpoint(ABC):
     @property
     def local_clips(self) -> int:
         return self.sizes[self.index]
+
+    @property
+    def share(self) -> range:
+        """The positions of this participant's units (clips, or FIFO windows) among all of them."""
+        return range(self.first_clip, self.first_clip + self.local_clips)
 
     @abstractmethod
     def all_gather(self, tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
@@ -96,13 +106,23 @@ class Transport(ABC):
         return partition_clips(clips, self.participants())
 
     @abstractmethod
-    def run(self, clips: int, work: Callable[[Endpoint], torch.Tensor], device, signature: tuple = ()) -> list[torch.Tensor]:
+    def run(self, clips: int, work: Callable[[Endpoint], torch.Tensor], device, signature: tuple = (),
+            share_errors: bool = False) -> list[torch.Tensor]:
         """Every participant's `work(endpoint)` output `[chunks, its clips, ...]`, in clip order, on `device`.
 
-        `signature`: integers every participant must agree on (checked by the distributed transport)."""
+        `signature`: integers every participant must agree on (checked by the distributed transport).
+        `share_errors`: `work` makes no collective of its own (FIFO windows), so a participant whose work raises
+        makes every participant raise (its own error there, `RankFailure` naming it elsewhere). In process, the
+        first error always ends the call."""
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def share_failure(self, failure: BaseException) -> None:
+        """Tell the other participants that this one failed outside `run` (in process: they are this process)."""
+
+    def finish(self) -> None:
+        """The end of a run of several calls (see `DistributedTransport.finish`)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -123,7 +143,7 @@ class InProcessTransport(Transport):
             return "in-process, one call"
         return "in-process groups on " + ", ".join(str(d) for d in self.devices)
 
-    def run(self, clips, work, device, signature=()):
+    def run(self, clips, work, device, signature=(), share_errors=False):
         if not self.devices:
             return [work(LocalEndpoint(clips, device))]
         sizes = self.sizes(clips)
@@ -243,6 +263,19 @@ def distributed_ready() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class Traffic:
+    """Tensor bytes this rank has exchanged through its endpoints' all_gathers (the data, not the small
+    agreement and outcome checks): `sent` (its own buffers), `received` (everyone's, its own included)."""
+
+    def __init__(self):
+        self.sent = self.received = self.collectives = 0
+
+    def add(self, buffer_bytes: int, ranks: int) -> None:
+        self.sent += buffer_bytes
+        self.received += buffer_bytes * ranks
+        self.collectives += 1
+
+
 class DistributedTransport(Transport):
     """One participant per rank of `group` (default: the default process group). Every rank runs the same
     sampling on the whole latent and computes only its own clips; see the module docstring."""
@@ -259,6 +292,8 @@ class DistributedTransport(Transport):
         self.size = dist.get_world_size(group)
         backend = dist.get_backend(group)
         self.comm_device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        self.traffic = Traffic()
+        self._shared_failure: BaseException | None = None
 
     def participants(self):
         return self.size
@@ -266,33 +301,69 @@ class DistributedTransport(Transport):
     def describe(self):
         return f"torch.distributed ({self.dist.get_backend(self.group)}), rank {self.rank} of {self.size}"
 
-    def run(self, clips, work, device, signature=()):
+    def run(self, clips, work, device, signature=(), share_errors=False):
         self.check_agreement(tuple(signature) + (clips,))
         sizes = self.sizes(clips)
         endpoint = DistributedEndpoint(self.rank, sizes, device, self)
-        out = work(endpoint)
+        if not share_errors:
+            out = work(endpoint)
+        else:
+            try:
+                out = work(endpoint)
+            except Exception as error:          # noqa: BLE001 - re-raised on this rank by share_failure's caller
+                self.share_failure(error)
+                raise
+            self.check_agreement(())            # every rank's work succeeded
         most = max(sizes)
         if out.shape[1] < most:
             out = torch.cat([out, out.new_zeros((out.shape[0], most - out.shape[1]) + tuple(out.shape[2:]))], 1)
         gathered = endpoint.all_gather([out])
         return [entry[0][:, :sizes[r]] for r, entry in enumerate(gathered)]
 
-    def check_agreement(self, values: tuple):
+    def check_agreement(self, values: tuple, failure: BaseException | None = None):
         """All ranks must make the same call (same clip count, batch layout and shapes); a mismatch would
-        pair unrelated collectives, so it is an error here rather than a hang later."""
-        if len(values) > 15:
+        pair unrelated collectives, so it is an error here rather than a hang later.
+
+        The same small collective carries each rank's failure flag: if any rank passes a `failure`, every rank
+        raises (that rank its own error, the others `RankFailure` with the first failing rank's message)."""
+        if len(values) > 14:
             raise VideoInfinityError("internal: signature too long")
-        mine = torch.tensor([len(values)] + [int(v) for v in values] + [0] * (15 - len(values)),
+        flag = 0 if failure is None else 1
+        mine = torch.tensor([flag, len(values)] + [int(v) for v in values] + [0] * (14 - len(values)),
                             dtype=torch.int64, device=self.comm_device)
         everyone = [torch.empty_like(mine) for _ in range(self.size)]
         self.dist.all_gather(everyone, mine, group=self.group)
         rows = [tuple(e.tolist()) for e in everyone]
-        if any(row != rows[0] for row in rows):
+        failed = [rank for rank, row in enumerate(rows) if row[0]]
+        if failed:
+            messages = [None] * self.size
+            self.dist.all_gather_object(messages, None if failure is None else f"{type(failure).__name__}: {failure}",
+                                        group=self.group)
+            raised = failure if failure is not None else RankFailure(
+                f"rank {failed[0]} of {self.size} stopped the run: {messages[failed[0]]}")
+            self._shared_failure = raised
+            raise raised
+        if any(row[1:] != rows[0][1:] for row in rows):
             raise VideoInfinityError(
                 "the ranks called the model differently (per rank: batch rows, cond/uncond chunks, clip length, "
-                f"clips): {[row[1:1 + row[0]] for row in rows]}. Every rank must run the same workflow with the "
+                f"clips): {[row[2:2 + row[1]] for row in rows]}. Every rank must run the same workflow with the "
                 "same inputs; if ComfyUI batched cond and uncond differently because free memory differs, give "
                 "the ranks equal devices")
+
+    def share_failure(self, failure: BaseException) -> None:
+        """Tell every rank that this one failed with `failure` (unless a collective already did): the other ranks
+        raise `RankFailure` at their next agreement check. Returns; the caller re-raises `failure`."""
+        if failure is self._shared_failure:
+            return
+        try:
+            self.check_agreement((), failure)
+        except BaseException as raised:          # noqa: BLE001 - this rank's own failure, which the caller raises
+            if raised is not failure:
+                raise
+
+    def finish(self) -> None:
+        """The last agreement check of a run, so that a rank failing after the last exchange still stops the others."""
+        self.check_agreement(())
 
     def gather_to_first(self, tensor: torch.Tensor, sizes: list[int], dim: int = 0) -> torch.Tensor | None:
         """Rank 0 gets every rank's `tensor` (rank r's has `sizes[r]` entries along `dim`) concatenated in rank
@@ -317,6 +388,10 @@ class DistributedTransport(Transport):
         return self.dist.get_global_rank(self.group, group_rank)
 
 
+class RankFailure(RuntimeError):
+    """Another rank's work raised; the message names the rank and its error."""
+
+
 class DistributedEndpoint(Endpoint):
     def __init__(self, index, sizes, device, transport: DistributedTransport):
         super().__init__(index, sizes, device)
@@ -333,6 +408,7 @@ class DistributedEndpoint(Endpoint):
             flat = torch.cat([tensors[p].reshape(-1) for p in positions]).to(comm).contiguous()
             everyone = [torch.empty_like(flat) for _ in self.sizes]
             dist.all_gather(everyone, flat, group=self.transport.group)
+            self.transport.traffic.add(flat.numel() * flat.element_size(), len(self.sizes))
             for rank, buf in enumerate(everyone):
                 offset = 0
                 for p in positions:

@@ -25,10 +25,16 @@ All windows of one iteration read the queue as it was before the iteration (the 
 first, so no window reads a slot another one has written). Windows are therefore independent and are run in
 groups of `window_batch` windows per model call, tail first, in place: any grouping gives the same numbers.
 There are `N + S - f` iterations; the first `S - f` popped frames (warm-up) are discarded.
+
+Because of that independence the windows of one iteration can also be spread over several workers (`FifoRun.workers`,
+e.g. torch.distributed ranks): every worker holds the same queue and draws the same noise, computes the DDIM steps of
+its share of the windows, and one exchange per iteration gives every worker all written frames (docs/fifo.md,
+"Across devices and processes").
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -76,6 +82,27 @@ class GeneratorNoise:
 
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state.to("cpu", torch.uint8))
+
+
+class WindowWorkers(Protocol):
+    """Workers sharing the windows of each iteration (`parallel.transport.DistributedTransport` is one; the core only
+    relies on these two methods).
+
+    `participants()`: how many workers. `run(count, work, device, signature, share_errors)`: calls `work(endpoint)`
+    for this process's worker(s), where `endpoint.share` is the `range` of window positions (in the tail-first order
+    of `FifoOptions.windows()`) that worker computes (contiguous, sizes differing by at most one), and returns every
+    worker's output `[1, its windows, ...]` in worker order on `device`; `signature` (integers) must be equal on every
+    worker, and with `share_errors` a worker whose `work` raises makes every worker raise its error.
+    `share_failure(error)`: this worker failed outside `run` (e.g. in the base clip); the others raise at their next
+    `run`. `finish()`: the end of the run (a worker failing after the last iteration still stops the others).
+    """
+    def participants(self) -> int: ...
+
+    def run(self, count: int, work: Callable, device, signature: tuple = (), share_errors: bool = False) -> list: ...
+
+    def share_failure(self, error: BaseException) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -184,9 +211,10 @@ class FifoOptions:
                 out.append(Window(rank, rank * f, rank * f, rank * f + f))
         return out
 
-    def window_groups(self) -> list[list[Window]]:
-        """`windows()` cut into model calls of `windows_per_call` windows."""
-        windows, size = self.windows(), self.windows_per_call
+    def window_groups(self, windows: list[Window] | None = None) -> list[list[Window]]:
+        """`windows` (default: all of `windows()`) cut into model calls of `window_batch` windows (0: one call)."""
+        windows = self.windows() if windows is None else windows
+        size = self.window_batch or len(windows)
         return [windows[i:i + size] for i in range(0, len(windows), size)]
 
 
@@ -251,7 +279,8 @@ def init_queue(base_clip: torch.Tensor, schedule: DDIMSchedule, options: FifoOpt
 
 
 def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSchedule, timesteps: torch.Tensor,
-                    indices: torch.Tensor, options: FifoOptions, step_noise: torch.Tensor | None = None) -> torch.Tensor:
+                    indices: torch.Tensor, options: FifoOptions, step_noise: torch.Tensor | None = None,
+                    workers: WindowWorkers | None = None, signature: tuple = ()) -> torch.Tensor:
     """Steps 1-2 of one iteration (paper section 3: diagonal denoising of the n partitions, with lookahead the
     2n half-overlapping windows), in place on `queue` `[L, C, h, w]`; returns it.
 
@@ -259,24 +288,49 @@ def denoise_windows(queue: torch.Tensor, eps_model: EpsModel, schedule: DDIMSche
     (needed when eta > 0; slot p's update uses `step_noise[p]`). Each model call gets the windows of one group
     concatenated, `x [W*f, C, h, w]` with `timesteps [W*f]`; groups run tail first and each group reads before
     it writes, so every window sees the pre-iteration queue (see module docstring).
+    workers: spread the windows over several workers (`WindowWorkers`): this one computes its share (cut into calls
+    of `window_batch` windows, 0 = its whole share in one call), then every worker's written frames are written
+    back, so the queue ends the same on every worker. `signature` is passed on to the workers' agreement check.
     """
+    if workers is None:
+        for window, stepped in _stepped_windows(queue, options.windows(), eps_model, schedule, timesteps, indices,
+                                                options, step_noise):
+            queue[window.write_start:window.end] = stepped
+        return queue
+    windows = options.windows()
+
+    def work(endpoint) -> torch.Tensor:
+        share = [windows[position] for position in endpoint.share]
+        stepped = [s for _, s in _stepped_windows(queue, share, eps_model, schedule, timesteps, indices, options,
+                                                  step_noise)]
+        return torch.stack(stepped).unsqueeze(0)          # [1, its windows, written frames, C, h, w]
+
+    written = torch.cat(workers.run(len(windows), work, queue.device, signature=signature, share_errors=True), 1)[0]
+    for window, stepped in zip(windows, written):
+        queue[window.write_start:window.end] = stepped.to(queue.device, queue.dtype)
+    return queue
+
+
+def _stepped_windows(queue, windows: list[Window], eps_model, schedule, timesteps, indices, options, step_noise):
+    """Yields `(window, its written frames after one DDIM step)` for `windows`, one model call per group of
+    `options.window_groups(windows)`; a group's frames are read before any of its results is yielded."""
     f = options.video_length
-    device = queue.device
-    timesteps_device = timesteps.to(device)
-    for group in options.window_groups():
+    timesteps_device = timesteps.to(queue.device)
+    for group in options.window_groups(windows):
         x = torch.cat([queue[w.start:w.end] for w in group])
         t = torch.cat([timesteps_device[w.start:w.end] for w in group])
         eps = eps_model(x, t)
         if tuple(eps.shape) != tuple(x.shape):
             raise FifoError(f"the model returned {tuple(eps.shape)} for input {tuple(x.shape)}")
+        results = []
         for g, w in enumerate(group):
             keep = slice(g * f + (w.write_start - w.start), (g + 1) * f)
             written = slice(w.write_start, w.end)
             noise = None if step_noise is None else step_noise[written]
             stepped, _ = ddim_step(x[keep], eps[keep], indices[written], schedule, noise=noise,
                                    rescale=options.rescale)
-            queue[written] = stepped
-    return queue
+            results.append((w, stepped))
+        yield from results
 
 
 @dataclass(frozen=True)
@@ -289,7 +343,10 @@ class FifoRun:
     schedule: the DDIM grid (default `DDIMSchedule.build(S, eta)`; its eta is used), S = f * n levels.
     prompt_schedule: several prompts over the video (official multi-prompt semantics, `samplers.prompt_schedule`);
         it must cover the N frames. device: where the queue lives; output_device: where the N output frames are
-        kept (default: `device`).
+        kept (default: `device`). workers: spread each iteration's windows over several workers (`WindowWorkers`,
+        at most one per window; None: every window here). Each worker runs the same FifoRun with the same noise
+        seed; the frames do not depend on the number of workers (bit for bit when each model call holds the same
+        windows, e.g. window_batch 1).
 
     Every check of these values runs here, once: FifoError (or PromptScheduleError) names the value.
     """
@@ -301,9 +358,15 @@ class FifoRun:
     prompt_schedule: PromptSchedule | None = None
     device: torch.device | str = "cpu"
     output_device: torch.device | str | None = None
+    workers: WindowWorkers | None = None
 
     def __post_init__(self):
         self.options.check_num_frames(self.num_frames)
+        if self.workers is not None and self.workers.participants() > self.options.num_windows:
+            windows = "2n" if self.options.lookahead else "n"
+            raise FifoError(f"{self.workers.participants()} workers (devices or ranks) but an iteration has only "
+                            f"{self.options.num_windows} windows ({windows}, n = {self.options.num_partitions}): use "
+                            f"at most {self.options.num_windows} workers, or more partitions")
         object.__setattr__(self, "frame_shape", tuple(int(s) for s in self.frame_shape))
         if self.schedule is None:
             object.__setattr__(self, "schedule", DDIMSchedule.build(self.options.steps, self.options.eta))
@@ -415,7 +478,8 @@ def _start(run: FifoRun, base_clip: torch.Tensor | None, resume: FifoState | Non
         done = min(resume.frames_done, run.num_frames)
         output[:done] = resume.frames[:done].to(output.device, torch.float32)
     seed_latent = resume.seed_latent if hooks.seeding is not None else None
-    return _Progress(resume.queue.to(device=run.device, dtype=torch.float32), resume.iteration, seed_latent, output)
+    queue = resume.queue.to(device=run.device, dtype=torch.float32, copy=True)    # the state itself stays as it was
+    return _Progress(queue, resume.iteration, seed_latent, output)
 
 
 def _iterate(eps_model: Callable[..., torch.Tensor], run: FifoRun, queue: torch.Tensor, i: int,
@@ -425,7 +489,7 @@ def _iterate(eps_model: Callable[..., torch.Tensor], run: FifoRun, queue: torch.
     options = run.options
     step_noise = run.noise("step", i, (options.queue_length, *run.frame_shape)) if stochastic else None
     denoise_windows(queue, run.model_at(eps_model, i), run.schedule, *queue_levels(options, run.schedule), options,
-                    step_noise)
+                    step_noise, run.workers, signature=(i, options.num_windows, *run.frame_shape))
     if not torch.isfinite(queue).all():
         raise FifoError(
             f"the model output turned non-finite (NaN or inf) at iteration {i} of {run.iterations} (output frame "
@@ -449,8 +513,27 @@ def fifo_sample(eps_model: Callable[..., torch.Tensor], run: FifoRun, base_clip:
         frames or more, its first N are returned. hooks: see `FifoHooks`.
 
     Raises FifoError for bad shapes or settings, FifoStateError (a ValueError) for a state made with other
-    settings.
+    settings. With `run.workers`, an error on any worker is raised on every worker (`WindowWorkers`).
     """
+    with _together(run.workers):
+        return _sample(eps_model, run, base_clip, resume, hooks)
+
+
+@contextmanager
+def _together(workers: WindowWorkers | None):
+    """Around a whole run on several workers: a failure here is shared with the others; the end is agreed on."""
+    if workers is None:
+        yield
+        return
+    try:
+        yield
+    except Exception as error:
+        workers.share_failure(error)
+        raise
+    workers.finish()
+
+
+def _sample(eps_model, run: FifoRun, base_clip, resume, hooks: FifoHooks) -> torch.Tensor:
     options, noise = run.options, run.noise
     progress = _start(run, base_clip, resume, hooks)
     if resume is not None and resume.frames_done >= run.num_frames:
@@ -493,9 +576,10 @@ def fifo_generate(eps_model: Callable[..., torch.Tensor], run: FifoRun, base_cli
     to `hooks.on_base_step`. With `resume`, no base clip is sampled or used. Arguments and result as
     `fifo_sample`.
     """
-    if resume is None and base_clip is None:
-        x_T = run.noise("base_x_T", 0, (run.options.video_length, *run.frame_shape))
-        base_clip = sample_base_clip(run.model_at(eps_model, -1), x_T.to(device=run.device, dtype=torch.float32),
-                                     run.schedule, step_noise=lambda i, s: run.noise("base_step", i, s).to(run.device),
-                                     rescale=True, callback=hooks.on_base_step)
-    return fifo_sample(eps_model, run, None if resume is not None else base_clip, resume, hooks)
+    with _together(run.workers):
+        if resume is None and base_clip is None:
+            x_T = run.noise("base_x_T", 0, (run.options.video_length, *run.frame_shape))
+            base_clip = sample_base_clip(run.model_at(eps_model, -1), x_T.to(device=run.device, dtype=torch.float32),
+                                         run.schedule, rescale=True, callback=hooks.on_base_step,
+                                         step_noise=lambda i, s: run.noise("base_step", i, s).to(run.device))
+        return _sample(eps_model, run, None if resume is not None else base_clip, resume, hooks)
