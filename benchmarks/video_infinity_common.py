@@ -4,7 +4,6 @@ fixture paths, machine note and section writer are the FIFO benchmarks', in the 
 from __future__ import annotations
 
 import functools
-import os
 
 import fifo_common
 from fifo_common import DEFAULT_COMFYUI, machine_note, reference_dir  # noqa: F401

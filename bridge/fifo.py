@@ -14,6 +14,14 @@ the FIFO step (the official FIFO; `rescale_steps` applies VideoCrafter2's scale_
 rescaled DDIM for the base clip, whether or not the MODEL's sampling has the rescale switched on
 (docs/videocrafter2.md, "The rescaled schedule"). `fifo_model` also switches it off on its clone, so CFG functions
 see plain-DDIM denoised values.
+
+Where the windows run (`devices`, as Apply Video-Infinity's; docs/fifo.md, "Across devices and processes"): empty or
+"auto" runs them here, or over torch.distributed when the runner (run.py under torchrun) started a process group;
+"distributed" insists on the process group. Each rank runs the whole sampling through its own ComfyUI and computes
+its share of every iteration's windows (`FifoRun.workers` = `DistributedTransport`); rank 0 alone writes the state
+file. A device list ("cuda:0,cuda:1", "cpu,cpu") splits the windows of every model call over UNet replicas on those
+devices, below the guider (`FifoDeviceGroups`, `bridge/device_groups.py`): with window_batch 0 every iteration is
+one call, so each device gets its share of the windows.
 """
 
 from __future__ import annotations
@@ -32,11 +40,14 @@ import comfy.utils
 import latent_preview
 import node_helpers
 
+from ..parallel.transport import AUTO, DISTRIBUTED, DistributedTransport, InProcessTransport, distributed_ready, \
+    parse_devices
 from ..samplers import ddim
 from ..samplers.fifo import FifoError, FifoHooks, FifoOptions, FifoRun, GeneratorNoise, check_base_clip, \
     fifo_generate, queue_levels
 from ..samplers.fifo_state import FifoStateError
 from .consistency import LatentSeeding, SeedConds
+from .device_groups import DeviceReplicas, in_group_call, run_on_groups
 from .fifo_conditioning import FifoPromptList, PromptConds
 from .fifo_progress import QueueProgress
 from .state_file import StateFile
@@ -44,6 +55,7 @@ from .state_file import StateFile
 log = logging.getLogger("fifo_infinity")
 
 WRAPPER_KEY = "fifo_infinity.fifo"
+DEVICES_WRAPPER_KEY = "fifo_infinity.fifo_devices"
 
 
 def fifo_sigmas(model_sampling, options: FifoOptions) -> torch.Tensor:
@@ -119,6 +131,51 @@ def check_video_latent(latent: torch.Tensor) -> None:
                         f"frames x channels x h x w (frames as batch, e.g. from Empty Video Latent)")
 
 
+def fifo_workers(devices: str, video_length: int):
+    """What `devices` means for one FIFO sampling: `(workers, device_groups)`, at most one of them set.
+    workers: a `DistributedTransport` (torch.distributed ranks) or None; device_groups: a `FifoDeviceGroups` for a
+    device list, or None. Raises FifoError for "distributed" without a process group of several ranks, and
+    VideoInfinityError (a ValueError) for devices that do not exist."""
+    spec = parse_devices(devices)
+    if spec == AUTO:
+        return (DistributedTransport() if distributed_ready() else None), None
+    if spec == DISTRIBUTED:
+        if not distributed_ready():
+            raise FifoError("devices = 'distributed' needs a torch.distributed process group with several ranks: "
+                            "run the workflow with the pack's run.py under torchrun, or leave devices empty")
+        return DistributedTransport(), None
+    return None, FifoDeviceGroups(spec, video_length)
+
+
+class FifoDeviceGroups:
+    """DIFFUSION_MODEL wrapper: the windows of each FIFO model call split over in-process device groups (one UNet
+    replica per device other than the model's; the groups of one device take turns). A call of W windows uses the
+    first min(W, devices) entries. `replicas.clear()` when the sampling ends."""
+
+    def __init__(self, devices: list, video_length: int):
+        self.devices, self.video_length = list(devices), video_length
+        self.replicas = DeviceReplicas()
+
+    def diffusion_model_wrapper(self, executor, x, timesteps, context=None, control=None, transformer_options={},
+                                *args, **kwargs):
+        if in_group_call(transformer_options):
+            return executor(x, timesteps, context, control, transformer_options, *args, **kwargs)
+        f = self.video_length
+        chunks = max(1, len(transformer_options.get("cond_or_uncond") or [0]))
+        windows = x.shape[0] // (chunks * f)
+        if windows * chunks * f != x.shape[0]:
+            raise FifoError(f"a FIFO model call of {x.shape[0]} frames is not {chunks} cond/uncond copies of whole "
+                            f"windows of f = {f} frames")
+        return run_on_groups(executor, InProcessTransport(self.devices[:windows]), self.replicas, windows, f, chunks,
+                             x, timesteps, context, control, transformer_options, args, kwargs)
+
+    def install(self, model_options: dict) -> None:
+        """Add the wrapper to one sampling's model options (a copy the caller owns)."""
+        comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+                                                     DEVICES_WRAPPER_KEY, self.diffusion_model_wrapper, model_options,
+                                                     is_model_options=True)
+
+
 class _GuidedEps:
     """The core's `eps_model` on top of ComfyUI's guider (see the module docstring), swapping the positive conds
     for a prompt schedule's mix and for latent seeding before each call."""
@@ -157,14 +214,17 @@ class FifoSampler(comfy.samplers.Sampler):
     `[N, C, h, w]`. sigmas must have S = f * n steps (FIFO Sigmas). Randomness comes from the sampling seed.
     base_clip: VAE-space LATENT samples `[f, C, h, w]` or None (a base clip is then sampled); prompts: a prompt
     schedule replacing the guider's positive; node_id: the node showing the live queue view (web/js), if any;
-    state: the state file to write / resume from; seeding: FIFO+ latent seeding settings.
+    state: the state file to write / resume from; seeding: FIFO+ latent seeding settings; devices: where the
+    windows run (module docstring; checked here, resolved when sampling starts).
     """
 
     def __init__(self, options: FifoOptions, base_clip: torch.Tensor | None = None,
                  prompts: FifoPromptList | None = None, node_id: str | None = None, state: StateFile | None = None,
-                 seeding: LatentSeeding | None = None):
+                 seeding: LatentSeeding | None = None, devices: str = ""):
         if base_clip is not None:
             check_base_clip(base_clip, options)
+        parse_devices(devices)               # devices that do not exist are refused before any work
+        self.devices = devices or ""
         self.options = options
         self.base_clip = base_clip
         self.prompts = prompts
@@ -185,12 +245,17 @@ class FifoSampler(comfy.samplers.Sampler):
         if denoise_mask is not None:
             log.warning("FIFO Sampler: the latent's noise mask is ignored (FIFO generates every frame)")
         device, seed = noise.device, int(extra_args.get("seed") or 0)
+        workers, device_groups = fifo_workers(self.devices, options.video_length)
         run = FifoRun(options, int(reference.shape[0]), tuple(reference.shape[1:]), GeneratorNoise(seed, device),
                       schedule=schedule_from_sigmas(guider.inner_model.model_sampling, sigmas, options),
                       prompt_schedule=self.prompts.schedule() if self.prompts is not None else None,
-                      device=device, output_device=comfy.model_management.intermediate_device())
+                      device=device, output_device=comfy.model_management.intermediate_device(), workers=workers)
+        if workers is not None:
+            log.info("FIFO Sampler: the windows of each iteration on %s", workers.describe())
         resume = self.state.load() if self.state is not None and self.state.resume else None
         eps = self._guided_eps(guider, extra_args, run, noise, latent_image, seed)
+        if device_groups is not None:
+            device_groups.install(eps.model_options)
         try:
             output = fifo_generate(eps, run, self._model_base_clip(guider, run, resume), resume,
                                    self._hooks(run, eps.seed_conds, callback))
@@ -198,6 +263,8 @@ class FifoSampler(comfy.samplers.Sampler):
             raise ValueError(f"resume: {error}") from error
         finally:
             eps.restore()
+            if device_groups is not None:
+                device_groups.replicas.clear()
         if callback is not None:   # last step: the whole video as x0, so SamplerCustom's denoised_output is it
             callback(run.iterations - 1, output, output, run.iterations)
         return output
@@ -239,8 +306,9 @@ class FifoSampler(comfy.samplers.Sampler):
                 callback(i, popped, popped, iterations)
 
         state = self.state
+        writes = state is not None and (run.workers is None or run.workers.rank == 0)    # one writer per file
         return FifoHooks(on_base_step=on_base_step, on_frame=on_frame,
-                         on_state=state.writer(final_iteration=run.iterations) if state is not None else None,
+                         on_state=state.writer(final_iteration=run.iterations) if writes else None,
                          state_every=state.every if state is not None else 0,
                          seeding=seed_conds.seed if seed_conds is not None else None,
                          reseed_every=self.seeding.reseed_every if self.seeding is not None else 0)

@@ -24,10 +24,8 @@ attentions: both attn1 and attn2 of every temporal transformer and the init_attn
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +38,7 @@ from ..attention.video_infinity import (VideoInfinityError, VideoInfinityOptions
 from ..parallel.transport import (DistributedTransport, Endpoint, InProcessTransport, LocalEndpoint, Transport,
                                   distributed_ready, parse_devices, resolve_transport, same_device)
 from ..videocrafter.unet import supports_patch_points
+from .device_groups import DeviceReplicas, in_group_call, run_on_groups
 
 log = logging.getLogger("fifo_infinity")
 
@@ -183,8 +182,7 @@ class VideoInfinityRuntime:
         self.options = options
         self.devices = devices or ""
         parse_devices(self.devices)          # fail early on devices that do not exist
-        self._replicas: dict = {}
-        self._lock = threading.Lock()
+        self.replicas = DeviceReplicas()
 
     def transport(self) -> Transport:
         return resolve_transport(self.devices)
@@ -192,7 +190,7 @@ class VideoInfinityRuntime:
     # -- DIFFUSION_MODEL wrapper --------------------------------------------------------------------
     def diffusion_model_wrapper(self, executor, x, timesteps, context=None, control=None, transformer_options={},
                                 *args, **kwargs):
-        if transformer_options.get(CALL_KEY) is not None:            # inside a participant's call already
+        if in_group_call(transformer_options) or transformer_options.get(CALL_KEY) is not None:     # a participant's call
             return executor(x, timesteps, context, control, transformer_options, *args, **kwargs)
         options = self.options
         f = options.frames_per_clip
@@ -202,61 +200,15 @@ class VideoInfinityRuntime:
             raise VideoInfinityError(f"a batch of {rows} frames cannot hold {chunks} cond/uncond copies")
         clips = clip_count(rows // chunks, f)
         check_clips(options, clips)
-        transport = self.transport()
-        unet = executor.class_obj
-        if isinstance(transport, InProcessTransport):
-            for device in transport.devices:
-                if not same_device(device, x.device):
-                    self.replica(unet, device)
-
-        def work(endpoint: Endpoint):
-            start, stop = endpoint.first_clip, endpoint.first_clip + endpoint.local_clips
-            device = endpoint.device
-            whole = start == 0 and stop == clips and same_device(device, x.device)
-
-            def take(t):
-                if whole or not torch.is_tensor(t):
-                    return t
-                return _clip_rows(t, rows, chunks, clips, f, start, stop).to(device)
-
-            options_here = dict(transformer_options)
-            options_here[CALL_KEY] = ClipCall(options, endpoint, chunks)
-            options_here["video_length"] = f
-            sigmas = options_here.get("sigmas")
-            if not whole and torch.is_tensor(sigmas) and sigmas.shape[0] == clips * f:
-                options_here["sigmas"] = sigmas.unflatten(0, (clips, f))[start:stop].flatten(0, 1).to(device)
-            inputs = (take(x), take(timesteps), take(context))
-            control_here = control if whole else _clip_control(control, take)
-            extra = {key: take(value) for key, value in kwargs.items()}
-            if same_device(device, x.device):
-                out = executor(*inputs, control_here, options_here, *args, **extra)
-            else:
-                out = self.replica(unet, device)(inputs[0], inputs[1], context=inputs[2], control=control_here,
-                                                 transformer_options=options_here, **extra)
-            return out.unflatten(0, (chunks, stop - start, f))
-
-        outputs = transport.run(clips, work, x.device, signature=(rows, chunks, f) + tuple(x.shape[1:]))
-        out = outputs[0].flatten(0, 2) if len(outputs) == 1 else torch.cat(outputs, dim=1).flatten(0, 2)
+        out = run_on_groups(executor, self.transport(), self.replicas, clips, f, chunks, x, timesteps, context,
+                            control, transformer_options, args, kwargs,
+                            call_options=lambda endpoint: {CALL_KEY: ClipCall(options, endpoint, chunks)})
         if not torch.isfinite(out).all():
             step = float(timesteps.max()) if torch.is_tensor(timesteps) else timesteps
             raise VideoInfinityError(
                 f"the model output turned non-finite (NaN or inf) at the sampling step with timestep {step:.0f} "
                 f"({clips} clips of {f} frames): check cfg and the model's dtype (fp16 can overflow)")
         return out
-
-    # -- device replicas ----------------------------------------------------------------------------
-    def replica(self, unet, device):
-        key = (id(unet), str(torch.device(device)))
-        with self._lock:
-            found = self._replicas.get(key)
-            if found is None:
-                found = _copy_to(unet, torch.device(device))
-                self._replicas[key] = found
-            return found
-
-    def drop_replicas(self):
-        with self._lock:
-            self._replicas.clear()
 
     # -- OUTER_SAMPLE wrapper: replicas live for one sampling -----------------------------------------
     def outer_sample_wrapper(self, executor, *args, **kwargs):
@@ -267,7 +219,7 @@ class VideoInfinityRuntime:
         try:
             return executor(*args, **kwargs)
         finally:
-            self.drop_replicas()
+            self.replicas.clear()
 
     # -- memory: this process computes only its share of the clips --------------------------------------
     def memory_fraction(self, load_device) -> float:
@@ -312,46 +264,6 @@ class _ShareOfMemory:
         device = getattr(self.base_model, "device", None) or "cpu"
         shape[0] = self.runtime.local_frames(shape[0], device)
         return type(self.base_model).memory_required(self.base_model, shape, *args, **kwargs)
-
-
-def _copy_to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """A deep copy of `module` whose parameters and buffers are created directly on `device`, one tensor at a
-    time (a plain deepcopy would first duplicate every weight on the source device)."""
-    memo = {}
-    with torch.no_grad():
-        for parameter in module.parameters():
-            if id(parameter) not in memo:
-                memo[id(parameter)] = torch.nn.Parameter(parameter.detach().to(device),
-                                                         requires_grad=parameter.requires_grad)
-        for buffer in module.buffers():
-            if id(buffer) not in memo:
-                memo[id(buffer)] = buffer.detach().to(device)
-        return copy.deepcopy(module, memo)
-
-
-def _clip_rows(t: torch.Tensor, rows: int, chunks: int, clips: int, f: int, start: int, stop: int) -> torch.Tensor:
-    """The rows of clips [start, stop) of a per-frame `[chunks * clips * F, ...]` or per-video
-    `[chunks * clips, ...]` tensor; anything else (e.g. one value for all) is passed through."""
-    if t.dim() == 0:
-        return t
-    if t.shape[0] == rows:
-        return t.unflatten(0, (chunks, clips, f))[:, start:stop].flatten(0, 2)
-    if t.shape[0] == chunks * clips and clips > 1:
-        return t.unflatten(0, (chunks, clips))[:, start:stop].flatten(0, 1)
-    return t
-
-
-def _clip_control(control, take):
-    """A ControlNet control dict with every tensor cut to the participant's rows (fresh lists: the UNet pops)."""
-    if control is None:
-        return None
-    out = {}
-    for key, value in control.items():
-        if isinstance(value, list):
-            out[key] = [take(v) if torch.is_tensor(v) else v for v in value]
-        else:
-            out[key] = take(value) if torch.is_tensor(value) else value
-    return out
 
 
 def apply_video_infinity(model, options: VideoInfinityOptions, devices: str = ""):

@@ -12,7 +12,8 @@ from ..bridge.fifo_conditioning import FifoPromptList
 from ..bridge.state_file import StateFile, make_state_file
 from ..samplers.fifo import FifoOptions
 from .common import NODE_PREFIX, FifoPromptScheduleType, LatentSeedingType, category
-from .inputs import PIXEL_SIZES, check_declared, fps_input, option_input, require_declared, size_inputs
+from .inputs import PIXEL_SIZES, check_declared, devices_error, devices_input, fps_input, option_input, \
+    require_declared, size_inputs
 
 
 def _frame_inputs() -> list:
@@ -45,7 +46,8 @@ def _option_inputs() -> list:
 
 
 def _run_inputs(schedule_tooltip: str, base_clip_tooltip: str) -> list:
-    """The optional inputs both samplers end with: base clip, prompt schedule, latent seeding, state file, rescale."""
+    """The optional inputs both samplers end with: base clip, prompt schedule, latent seeding, state file, rescale,
+    devices."""
     return [
         io.Latent.Input("base_clip", optional=True, tooltip=base_clip_tooltip),
         FifoPromptScheduleType.Input("prompt_schedule", optional=True, tooltip=schedule_tooltip),
@@ -69,17 +71,20 @@ def _run_inputs(schedule_tooltip: str, base_clip_tooltip: str) -> list:
                              "FIFO step, as its own DDIM does for the base clip. Off = the official FIFO-Diffusion "
                              "(plain DDIM steps). On follows the model's training; on the bundled tiny model it "
                              "keeps the prompt's colour longer (README, Quality)."),
+        devices_input("windows", "the windows of every model call are split into one group per entry (with "
+                                 "window_batch 0 every iteration is one call)."),
     ]
 
 
 def _sampler(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip,
-             prompt_schedule, latent_seeding, state_file, state_every, resume, rescale_steps) -> FifoSampler:
+             prompt_schedule, latent_seeding, state_file, state_every, resume, rescale_steps, devices) -> FifoSampler:
     """The FifoSampler both nodes run (FifoError, a ValueError, names a bad option)."""
     options = FifoOptions(video_length=video_length, num_partitions=num_partitions, lookahead=lookahead, eta=eta,
                           window_batch=window_batch, queue_init=queue_init, rescale=rescale_steps)
     return FifoSampler(options, base_clip["samples"] if base_clip is not None else None, prompt_schedule,
                        node_id=getattr(cls.hidden, "unique_id", None),
-                       state=make_state_file(state_file, state_every, resume), seeding=latent_seeding)
+                       state=make_state_file(state_file, state_every, resume), seeding=latent_seeding,
+                       devices=devices)
 
 
 class FIFOInfinityFIFOSampler(io.ComfyNode):
@@ -107,20 +112,20 @@ class FIFOInfinityFIFOSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, eta=None):
-        # Names only what ComfyUI's own per-input check misses (NaN passes it); the rules across f, n and
-        # lookahead and the state file are checked when the node runs, before any sampling.
-        return check_declared(cls, dict(eta=eta)) or True
+    def validate_inputs(cls, eta=None, devices=None):
+        # Names only what ComfyUI's own per-input check misses (NaN passes it) and devices that cannot work; the
+        # rules across f, n and lookahead and the state file are checked when the node runs, before any sampling.
+        return check_declared(cls, dict(eta=eta)) or devices_error(devices) or True
 
     @classmethod
     def execute(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip=None,
                 prompt_schedule=None, latent_seeding=None, state_file="", state_every=16, resume=False,
-                rescale_steps=False):
+                rescale_steps=False, devices=""):
         require_declared(cls, dict(video_length=video_length, num_partitions=num_partitions, eta=eta,
                                    window_batch=window_batch, state_every=state_every))
         return io.NodeOutput(_sampler(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init,
                                       base_clip, prompt_schedule, latent_seeding, state_file, state_every, resume,
-                                      rescale_steps))
+                                      rescale_steps, devices))
 
 
 class FIFOInfinityFIFOSigmas(io.ComfyNode):
@@ -175,19 +180,20 @@ class FIFOInfinityFIFOSamplerAllInOne(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width=None, height=None, cfg=None, eta=None):
+    def validate_inputs(cls, width=None, height=None, cfg=None, eta=None, devices=None):
         # as the FIFO Sampler's validate_inputs, plus the sizes (multiples of 64)
-        return check_declared(cls, dict(width=width, height=height, cfg=cfg, eta=eta), PIXEL_SIZES) or True
+        return (check_declared(cls, dict(width=width, height=height, cfg=cfg, eta=eta), PIXEL_SIZES)
+                or devices_error(devices) or True)
 
     @classmethod
     def execute(cls, model, positive, negative, frames, width, height, seed, cfg, video_length, num_partitions,
                 lookahead, eta, window_batch, queue_init, fps, base_clip=None, prompt_schedule=None,
-                latent_seeding=None, state_file="", state_every=16, resume=False, rescale_steps=False):
+                latent_seeding=None, state_file="", state_every=16, resume=False, rescale_steps=False, devices=""):
         require_declared(cls, dict(frames=frames, width=width, height=height, cfg=cfg, video_length=video_length,
                                    num_partitions=num_partitions, eta=eta, window_batch=window_batch, fps=fps,
                                    state_every=state_every), PIXEL_SIZES)
         sampler = _sampler(cls, video_length, num_partitions, lookahead, eta, window_batch, queue_init, base_clip,
-                           prompt_schedule, latent_seeding, state_file, state_every, resume, rescale_steps)
+                           prompt_schedule, latent_seeding, state_file, state_every, resume, rescale_steps, devices)
         return io.NodeOutput(generate_video(model, positive, negative, sampler, frames, width, height, seed, cfg, fps))
 
 

@@ -10,9 +10,8 @@ from comfy_api.latest import io
 
 from ..attention.video_infinity import Phase, VideoInfinityError, VideoInfinityOptions
 from ..bridge.video_infinity import apply_video_infinity, decode_clips, per_clip_conditioning
-from ..parallel.transport import DISTRIBUTED, distributed_ready, parse_devices
 from .common import NODE_PREFIX, VideoInfinityContextType as ViContext, category
-from .inputs import check_declared, require_declared
+from .inputs import check_declared, devices_error, devices_input, require_declared
 
 MAX_PROMPTS = 8
 DEFAULTS = VideoInfinityOptions()
@@ -125,28 +124,14 @@ class FIFOInfinityApplyVideoInfinity(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="A VideoCrafter2 MODEL (VideoCrafter2 Checkpoint Loader)."),
                 ViContext.Input("context", tooltip="Video-Infinity options (Video-Infinity Context)."),
-                io.String.Input("devices", default="", optional=True,
-                                tooltip="Where the clips run. Empty or 'auto': one call on the model's device, or "
-                                        "torch.distributed when the workflow runs under torchrun. A comma-separated "
-                                        "list of torch devices ('cuda:0,cuda:1'; repeats allowed, 'cpu,cpu' = two "
-                                        "groups taking turns on the CPU): the clips are split into one group per "
-                                        "entry. 'distributed': one rank per process (needs the headless runner)."),
+                devices_input("clips", "the clips are split into one group per entry."),
             ],
             outputs=[io.Model.Output(tooltip="The patched model (a clone; the input model is unchanged).")],
         )
 
     @classmethod
     def validate_inputs(cls, devices=None):
-        if devices is None:                  # linked: checked when the model is patched
-            return True
-        try:
-            parsed = parse_devices(devices)
-        except VideoInfinityError as error:
-            return str(error)
-        if parsed == DISTRIBUTED and not distributed_ready():
-            return ("devices: 'distributed' needs a torch.distributed process group with several ranks: run the "
-                    "workflow with the pack's run.py under torchrun, or leave devices empty")
-        return True
+        return devices_error(devices) or True
 
     @classmethod
     def execute(cls, model, context: VideoInfinityOptions, devices: str = ""):

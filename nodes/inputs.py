@@ -24,6 +24,7 @@ import math
 
 from comfy_api.latest import io
 
+from ..parallel.transport import DISTRIBUTED, distributed_ready, parse_devices
 from ..videocrafter.unet import DEFAULT_FPS
 
 SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
@@ -51,6 +52,32 @@ def option_input(options_class, field_name: str, tooltip: str, name: str | None 
 def fps_input(tooltip: str):
     """The `fps` input: the frames-per-second value VideoCrafter2 is conditioned on (its scripts use 8), 1-120."""
     return io.Int.Input("fps", default=DEFAULT_FPS, min=1, max=120, tooltip=tooltip)
+
+
+def devices_input(units: str, split: str):
+    """The optional `devices` input of the nodes that can spread their work (`units`: "clips" or "windows"; `split`:
+    what a device list splits), parsed by `parallel.transport.parse_devices`."""
+    return io.String.Input(
+        "devices", default="", optional=True,
+        tooltip=f"Where the {units} run. Empty or 'auto': one call on the model's device, or torch.distributed when "
+                f"the workflow runs under torchrun (the pack's run.py). A comma-separated list of torch devices "
+                f"('cuda:0,cuda:1'; repeats allowed, 'cpu,cpu' = two groups taking turns on the CPU): {split} "
+                f"'distributed': one rank per process (needs the headless runner).")
+
+
+def devices_error(devices) -> str | None:
+    """Why a `devices` value cannot work here (a device that does not exist, 'distributed' without a process group),
+    or None; None for a linked input (checked when the node runs)."""
+    if devices is None:
+        return None
+    try:
+        parsed = parse_devices(devices)
+    except ValueError as error:
+        return str(error)
+    if parsed == DISTRIBUTED and not distributed_ready():
+        return ("devices: 'distributed' needs a torch.distributed process group with several ranks: run the "
+                "workflow with the pack's run.py under torchrun, or leave devices empty")
+    return None
 
 
 def size_inputs(what: str = "Frame") -> list:

@@ -359,7 +359,7 @@ def test_window_grouping_gives_identical_latents(lookahead):
 def test_popped_frame_is_the_head_and_output_keeps_the_last_n():
     options = fifo.FifoOptions(video_length=4, num_partitions=2, lookahead=True, eta=0.0)
     model = WindowMixer(4)
-    popped, queues = [], []
+    popped = []
     base = torch.randn(4, 4, 2, 3, generator=torch.Generator().manual_seed(2))
     out = fifo.fifo_sample(model, fifo.FifoRun(options, 3, base.shape[1:], fifo.GeneratorNoise(3)), base,
                            hooks=fifo.FifoHooks(on_frame=lambda i, total, frame: popped.append((i, total, frame))))

@@ -123,6 +123,42 @@ def test_sampler_custom_advanced_matches_the_core(host, setup, rescale):
         assert (official - expected).abs().max() > 100 * RELATIVE_TOLERANCE * expected.abs().max()
 
 
+def test_device_groups_give_the_one_device_frames(host, setup, monkeypatch):
+    """devices 'cpu,cpu': every model call's windows split over two groups below the guider. With window_batch 2
+    (4 windows at f 8, n 2, lookahead) each group's UNet call holds one window, as window_batch 1 on one device, so
+    the frames are equal bit for bit (eta 1: the noise is the seed's either way). Then the replica path (a group on
+    a device that is not the model's; this machine has only a CPU, so every device is declared different)."""
+    import sys
+    frames, seed = 2, 5
+    one = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, window_batch=1), frames, seed)[0]["samples"]
+    # the modules of the pack copy the host loaded (its nodes use them, not the `fifo_infinity` alias's)
+    node_sampler = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSampler"].execute(**sampler_inputs()).result[0]
+    bridge = sys.modules[type(node_sampler).__module__]
+    device_groups = sys.modules[bridge.__name__.rsplit(".", 1)[0] + ".device_groups"]
+    calls = []
+    original = bridge.run_on_groups
+    monkeypatch.setattr(bridge, "run_on_groups", lambda *args, **kwargs: calls.append(args[3]) or original(*args, **kwargs))
+    grouped = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, window_batch=2, devices="cpu,cpu"), frames,
+                                  seed)[0]["samples"]
+    assert set(calls) == {1, 2}       # the base clip's calls (one window), then two windows per call
+    assert torch.equal(grouped, one)
+    monkeypatch.setattr(device_groups, "same_device", lambda a, b: False)
+    replicas = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, window_batch=2, devices="cpu,cpu"), frames,
+                                   seed)[0]["samples"]
+    compare("FIFO on two UNet replicas vs one device", replicas, one)
+
+
+def test_bad_devices_are_refused_before_sampling(host):
+    node = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSampler"]
+    assert "'cuda:9' does not exist" in node.validate_inputs(eta=1.0, devices="cuda:9")
+    assert "torchrun" in node.validate_inputs(eta=1.0, devices="distributed")
+    assert node.validate_inputs(eta=1.0, devices="cpu,cpu") is True
+    with pytest.raises(ValueError, match="'potato' is not a torch device name"):
+        node.execute(**sampler_inputs(devices="potato"))
+    all_in_one = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSamplerAllInOne"]
+    assert "'cuda:9' does not exist" in all_in_one.validate_inputs(devices="cuda:9")
+
+
 def test_all_in_one_with_a_base_clip_matches_the_core(host, setup, reference, monkeypatch):
     """eta 1 (seeded step noise), the reference base clip as LATENT, window_batch 1, uniform queue init; the
     memory estimate is capped to one window batch."""

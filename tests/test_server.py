@@ -1,6 +1,5 @@
 """End to end through a real ComfyUI server over HTTP: registration, templates, a clip, validation errors."""
 
-import copy
 
 from PIL import Image
 

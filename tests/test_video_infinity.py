@@ -246,23 +246,23 @@ def test_groups_on_other_devices_run_on_weight_replicas(unet_case, monkeypatch):
     device, called through its own forward (wrappers included), dropped when the sampling ends. This machine has
     only a CPU, so "another device" is simulated by declaring every device different from the model's."""
     from fifo_infinity.bridge.video_infinity import apply_video_infinity
-    from fifo_infinity.bridge import video_infinity as glue
+    from fifo_infinity.bridge import device_groups
     model, x, t, context, _ = unet_case
     patched = apply_video_infinity(model, unet_options(), "cpu,cpu")
     expected = unet_forward(patched, x, t, context)
     runtime = patched.wrappers["diffusion_model"]["video_infinity"][0].__self__
-    monkeypatch.setattr(glue, "same_device", lambda a, b: False)
+    monkeypatch.setattr(device_groups, "same_device", lambda a, b: False)
     out = unet_forward(patched, x, t, context)
     assert (out - expected).abs().max().item() < PARITY_TOLERANCE
-    assert len(runtime._replicas) == 1
-    replica = next(iter(runtime._replicas.values()))
+    assert len(runtime.replicas._replicas) == 1
+    replica = next(iter(runtime.replicas._replicas.values()))
     unet = model.model.diffusion_model
     assert replica is not unet
     for (name, original), (_, copied) in zip(unet.named_parameters(), replica.named_parameters()):
         # its own parameters (on a real second device, its own memory; `.to` on the same device shares it)
         assert copied is not original and torch.equal(original, copied), name
     runtime.outer_sample_wrapper(lambda *args, **kwargs: None)
-    assert not runtime._replicas
+    assert not runtime.replicas._replicas
 
 
 def test_context_disabled_equals_the_plain_model(unet_case):
