@@ -183,3 +183,37 @@ def server(tmp_path_factory, model_folders):
 def load_api_workflow(name):
     with open(os.path.join(PACK_DIR, "example_workflows", "api", name)) as f:
         return json.load(f)
+
+
+def run_headless(prompt: dict, work_dir, model_folders: dict, processes: int = 1) -> dict:
+    """Run an API prompt with the pack's run.py (one process, or `processes` gloo ranks under torchrun) on the CPU
+    with `model_folders`; returns rank 0's summary (run.py's --result-json). Fails the test if any rank failed."""
+    import socket
+    import subprocess
+    work_dir = str(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    workflow, paths = os.path.join(work_dir, "workflow.json"), os.path.join(work_dir, "paths.yaml")
+    with open(workflow, "w") as f:
+        json.dump(prompt, f)
+    with open(paths, "w") as f:
+        f.write("pack_tests:\n" + "".join(f"  {k}: {v}\n" for k, v in model_folders.items()))
+    result = os.path.join(work_dir, "result.json")
+    runner = [os.path.join(PACK_DIR, "run.py"), "--workflow", workflow, "--comfyui", comfy_root(), "--output-dir",
+              os.path.join(work_dir, "out"), "--extra-model-paths-config", paths, "--cpu", "--quiet",
+              "--result-json", result]
+    if processes > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc-per-node", str(processes),
+                   "--master-addr", "127.0.0.1", "--master-port", str(port)] + runner
+    else:
+        command = [sys.executable] + runner
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(result) as f:
+        summary = json.load(f)
+    assert summary["success"], summary
+    assert all(f.startswith(os.path.join(work_dir, "out")) for f in summary["files"])
+    return summary

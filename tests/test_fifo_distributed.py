@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from conftest import PACK_DIR
+from conftest import PACK_DIR, run_headless
 from fifo_distributed_support import CASES, FRAMES, RESUME_AFTER, run_case, spawn
 from fifo_infinity.parallel.transport import InProcessTransport
 from fifo_infinity.samplers.fifo import FifoError, FifoHooks
@@ -95,3 +95,26 @@ def test_in_process_state_hooks_see_the_same_states():
     assert [s.iteration for s in states["one"]] == [s.iteration for s in states["two"]]
     assert all(torch.equal(a.queue, b.queue) for a, b in zip(states["one"], states["two"]))
     assert states["one"][-1].frames_done == FRAMES
+
+
+@pytest.mark.distributed
+def test_runner_under_torchrun_writes_the_one_process_video(model_folders, tmp_path):
+    """The FIFO example workflow (tiny sizes, f 8, n 2: 4 windows, eta 1) through run.py in one process and under
+    torchrun on 2 gloo ranks: the same latent bit for bit (window_batch 1: the same calls), the video on rank 0."""
+    from PIL import Image
+    from test_fifo_host import fifo_prompt
+    frames = 3
+    prompt = fifo_prompt(frames, seed=4, num_partitions=2, window_batch=1)
+    prompt["7"] = {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "fifo_test/latent"}}
+    latents = {}
+    for processes in (1, 2):
+        result = run_headless(prompt, tmp_path / f"p{processes}", model_folders, processes)
+        files = result["files"]
+        assert sorted(os.path.splitext(f)[1] for f in files) == [".latent", ".webp"], files
+        with Image.open(next(f for f in files if f.endswith(".webp"))) as image:
+            assert image.n_frames == frames
+        latents[processes] = safetensors.torch.load_file(next(f for f in files if f.endswith(".latent")))["latent_tensor"]
+        if processes > 1:
+            assert [r["success"] for r in result["ranks"]] == [True] * processes
+    assert latents[1].shape[0] == frames
+    assert torch.equal(latents[2], latents[1])

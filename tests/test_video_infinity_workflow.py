@@ -3,15 +3,12 @@ runner (run.py) under torchrun with 2 gloo ranks, which must produce the same la
 process. Sizes are shrunk for the tiny model; everything else is the example's graph."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import safetensors.torch
 from PIL import Image
 
-from conftest import PACK_DIR, comfy_root, frame_size, load_api_workflow
+from conftest import frame_size, load_api_workflow, run_headless
 
 FRAMES_PER_CLIP, CLIPS = 4, 3
 SAMPLING_RELATIVE_TOLERANCE = 1e-4      # whole samplings at CFG 12 (latents reach ~300), as tests/test_loader.py
@@ -72,24 +69,11 @@ def _latent(path):
 def test_runner_under_torchrun_matches_the_single_process(server_run, model_folders, tmp_path):
     server, entry = server_run
     reference = _latent(server.output_files(entry, "17", kind="latents")[0])
-    workflow = tmp_path / "workflow.json"
-    workflow.write_text(json.dumps(tiny_prompt()))
-    paths = tmp_path / "paths.yaml"
-    paths.write_text("vi_tests:\n" + "".join(f"  {k}: {v}\n" for k, v in model_folders.items()))
-    out = tmp_path / "out"
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-               os.path.join(PACK_DIR, "run.py"), "--workflow", str(workflow), "--comfyui", comfy_root(),
-               "--output-dir", str(out), "--extra-model-paths-config", str(paths), "--cpu", "--quiet",
-               "--result-json", str(tmp_path / "result.json")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["success"] and [r["success"] for r in result["ranks"]] == [True, True]
+    result = run_headless(tiny_prompt(), tmp_path, model_folders, processes=2)
+    assert [r["success"] for r in result["ranks"]] == [True, True]
     latents = [f for f in result["files"] if f.endswith(".latent")]
     webps = [f for f in result["files"] if f.endswith(".webp")]
-    assert len(latents) == 1 and len(webps) == 1 and all(f.startswith(str(out)) for f in result["files"])
+    assert len(latents) == 1 and len(webps) == 1
     with Image.open(webps[0]) as image:
         assert image.n_frames == FRAMES_PER_CLIP * CLIPS        # rank 0 gathered every clip's frames
     latent = _latent(latents[0])
@@ -98,9 +82,3 @@ def test_runner_under_torchrun_matches_the_single_process(server_run, model_fold
     print(f"runner, gloo 2 ranks vs server (one process): latent max abs error {error:.3g} on values up to {largest:.3g}")
     assert error < SAMPLING_RELATIVE_TOLERANCE * largest
 
-
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
