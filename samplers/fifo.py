@@ -85,8 +85,8 @@ class GeneratorNoise:
 
 
 class WindowWorkers(Protocol):
-    """Workers sharing the windows of each iteration (`parallel.transport.DistributedTransport` is one; the core only
-    relies on these two methods).
+    """Workers sharing the windows of each iteration (`parallel.transport.DistributedTransport` and
+    `InProcessTransport` are such; the core only relies on these four methods).
 
     `participants()`: how many workers. `run(count, work, device, signature, share_errors)`: calls `work(endpoint)`
     for this process's worker(s), where `endpoint.share` is the `range` of window positions (in the tail-first order

@@ -125,12 +125,13 @@ def test_sampler_custom_advanced_matches_the_core(host, setup, rescale):
 
 def test_device_groups_give_the_one_device_frames(host, setup, monkeypatch):
     """devices 'cpu,cpu': every model call's windows split over two groups below the guider. With window_batch 2
-    (4 windows at f 8, n 2, lookahead) each group's UNet call holds one window, as window_batch 1 on one device, so
+    (the 2 windows of f 8, n 1, lookahead) each group's UNet call holds one window, as window_batch 1 on one device, so
     the frames are equal bit for bit (eta 1: the noise is the seed's either way). Then the replica path (a group on
     a device that is not the model's; this machine has only a CPU, so every device is declared different)."""
     import sys
     frames, seed = 2, 5
-    one = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, window_batch=1), frames, seed)[0]["samples"]
+    one = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, num_partitions=1, window_batch=1), frames,
+                              seed)[0]["samples"]
     # the modules of the pack copy the host loaded (its nodes use them, not the `fifo_infinity` alias's)
     node_sampler = host.NODE_CLASS_MAPPINGS["FIFOInfinityFIFOSampler"].execute(**sampler_inputs()).result[0]
     bridge = sys.modules[type(node_sampler).__module__]
@@ -138,13 +139,13 @@ def test_device_groups_give_the_one_device_frames(host, setup, monkeypatch):
     calls = []
     original = bridge.run_on_groups
     monkeypatch.setattr(bridge, "run_on_groups", lambda *args, **kwargs: calls.append(args[3]) or original(*args, **kwargs))
-    grouped = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, window_batch=2, devices="cpu,cpu"), frames,
-                                  seed)[0]["samples"]
+    grouped = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, num_partitions=1, window_batch=2,
+                                                              devices="cpu,cpu"), frames, seed)[0]["samples"]
     assert set(calls) == {1, 2}       # the base clip's calls (one window), then two windows per call
     assert torch.equal(grouped, one)
     monkeypatch.setattr(device_groups, "same_device", lambda a, b: False)
-    replicas = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, window_batch=2, devices="cpu,cpu"), frames,
-                                   seed)[0]["samples"]
+    replicas = run_custom_advanced(host, setup, sampler_inputs(eta=1.0, num_partitions=1, window_batch=2,
+                                                               devices="cpu,cpu"), frames, seed)[0]["samples"]
     compare("FIFO on two UNet replicas vs one device", replicas, one)
 
 
