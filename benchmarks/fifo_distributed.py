@@ -3,14 +3,15 @@
 (tiny reference VideoCrafter2, CPU, through ComfyUI's CFGGuider and the FIFO SAMPLER with devices empty, which
 under a process group means torch.distributed).
 
-For every K, K fresh processes (torch.multiprocessing.spawn, file:// rendezvous, `cores / K` threads each) load
+For every K, K fresh processes (torch.multiprocessing.spawn, file:// rendezvous, `--threads` each: the same count
+for every K, since the thread count changes the float rounding of the UNet's reductions) load
 ComfyUI and the tiny model and sample the same video (same seed). Each rank reports its seconds per FIFO iteration
 (one output frame per iteration; the base clip excluded), the tensor bytes it exchanged per iteration (the written
 frames' all_gather; the small agreement checks are left out), its peak RSS during the sampling (the kernel's VmHWM,
 reset after loading) and rank 0 the output's maximum difference from K = 1. On this machine's two shared cores the
 point is correctness and traffic, not speed: the K ranks share the same two cores.
 
-    python benchmarks/fifo_distributed.py [--ranks 1 2 4] [--video-length 16] [--partitions 4] [--frames 4]
+    python benchmarks/fifo_distributed.py [--ranks 1 2 4] [--video-length 16] [--partitions 4] [--frames 4] [--threads 1]
 
 Writes the section `distributed` of benchmarks/results/fifo.md (the table, the command, the machine).
 """
@@ -63,7 +64,7 @@ def rank_main(rank, world, init, args, threads, out_dir):
 def measure(args, world: int) -> dict:
     import safetensors.torch
     import torch.multiprocessing as mp
-    threads = max(1, (os.cpu_count() or 1) // world)
+    threads = args.threads
     with tempfile.TemporaryDirectory() as tmp:
         mp.spawn(rank_main, args=(world, "file://" + os.path.join(tmp, "rdv"), args, threads, tmp), nprocs=world,
                  join=True)
@@ -80,13 +81,14 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=4, help="N output frames (iterations = N + f*n - f)")
     parser.add_argument("--window-batch", type=int, default=1,
                         help="windows per model call (1: every K computes the same calls, so the frames are equal bit for bit)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (the same for every K)")
     parser.add_argument("--comfyui", default=DEFAULT_COMFYUI)
     args = parser.parse_args(argv)
     results = {world: measure(args, world) for world in sorted(set(args.ranks) | {1})}
     reference = results[1]["out"]
     frame_bytes = reference[0].numel() * reference.element_size()
     lines = ["| ranks K | s / iteration (rank 0) | received per iteration per rank | peak RSS per rank (MiB) | "
-             "max abs diff from K = 1 |", "|---|---|---|---|---|"]
+             f"max abs diff from K = 1 (max abs value {reference.abs().max().item():.3g}) |", "|---|---|---|---|---|"]
     for world, result in results.items():
         ranks = result["ranks"]
         received = ranks[0]["received_per_iteration"]
@@ -100,6 +102,7 @@ def main(argv=None):
         "## FIFO across torch.distributed ranks (gloo, CPU)", "",
         f"Tiny reference VideoCrafter2 through ComfyUI's CFGGuider, f {args.video_length}, n {args.partitions}, "
         f"lookahead, eta 1, window_batch {args.window_batch}, {args.frames} output frames ({iterations} iterations), "
+        f"{args.threads} torch thread(s) per rank, "
         f"one latent frame = {frame_bytes} bytes. Each iteration every rank all-gathers the written frames of every "
         f"window: f*n = {args.video_length * args.partitions} frames in all (at VideoCrafter2's 40x64 latent, "
         f"{args.video_length * args.partitions * 4 * 40 * 64 * 4 / 2**20:.1f} MiB in fp32), padded to equal shares "
