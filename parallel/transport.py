@@ -265,7 +265,7 @@ def distributed_ready() -> bool:
 
 class Traffic:
     """Tensor bytes this rank has exchanged through its endpoints' all_gathers (the data, not the small
-    agreement and outcome checks): `sent` (its own buffers), `received` (everyone's, its own included)."""
+    agreement checks): `sent` (its own buffers), `received` (everyone's, its own included)."""
 
     def __init__(self):
         self.sent = self.received = self.collectives = 0

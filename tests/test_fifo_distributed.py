@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 
 from conftest import PACK_DIR, run_headless
-from fifo_distributed_support import CASES, FRAMES, RESUME_AFTER, run_case, spawn
+from fifo_distributed_support import CASES, FAILING_CALLS, FRAMES, RESUME_AFTER, run_case, spawn
 from fifo_infinity.parallel.transport import InProcessTransport
 from fifo_infinity.samplers.fifo import FifoError, FifoHooks
 
@@ -73,8 +73,9 @@ def test_a_state_resumes_on_another_worker_count(gloo, one_device):
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("world", [2, 3])
-def test_a_rank_that_raises_stops_every_rank_with_its_message(gloo, world):
-    messages = [open(os.path.join(gloo, f"failure.K{world}.rank{r}.txt")).read() for r in range(world)]
+@pytest.mark.parametrize("where", FAILING_CALLS)
+def test_a_rank_that_raises_stops_every_rank_with_its_message(gloo, world, where):
+    messages = [open(os.path.join(gloo, f"failure.{where}.K{world}.rank{r}.txt")).read() for r in range(world)]
     assert messages[1] == "ValueError: the model failed on purpose"
     for rank in {0, world - 1} - {1}:
         assert messages[rank] == (f"RankFailure: rank 1 of {world} stopped the run: "
