@@ -1,9 +1,11 @@
 """Headless runner: execute one API-format workflow with a real ComfyUI, in one process or on every rank.
 
-Under torchrun every rank runs the same workflow; a model patched by Apply Video-Infinity (devices empty or
-"distributed") then computes only its rank's clips and exchanges context with torch.distributed (gloo on
-CPU, NCCL on GPU), every rank follows the same sampling, and Video-Infinity VAE Decode gathers the frames
-on rank 0. Only rank 0's outputs are kept (the other ranks write into temporary folders that are removed).
+Under torchrun every rank runs the same workflow, and the pack's parallel nodes (devices empty or "distributed")
+share the work over torch.distributed (gloo on CPU, NCCL on GPU): a model patched by Apply Video-Infinity computes
+only its rank's clips and exchanges context, and Video-Infinity VAE Decode gathers the frames on rank 0; the FIFO
+samplers compute only their rank's windows of every iteration and exchange the written frames, so every rank ends
+with the whole video (and only rank 0 writes the state file). Only rank 0's outputs are kept (the other ranks
+write into temporary folders that are removed).
 
     torchrun --nproc-per-node 2 /path/to/fifo-infinity/run.py --workflow api.json \\
         --comfyui /path/to/ComfyUI --output-dir out [--extra-model-paths-config paths.yaml] [--cpu]
