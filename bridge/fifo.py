@@ -234,8 +234,14 @@ class FifoSampler(comfy.samplers.Sampler):
 
     @property
     def frames_per_call(self) -> int:
-        """Most frames (per cond) in one model call: one window batch, or the f-frame base clip."""
-        return self.options.windows_per_call * self.options.video_length
+        """Most frames (per cond) in one model call of this process: one window batch of its windows (under
+        torch.distributed its share, 1/K of them rounded up), or the f-frame base clip."""
+        options = self.options
+        windows = options.num_windows
+        if parse_devices(self.devices) in (AUTO, DISTRIBUTED) and distributed_ready():
+            windows = -(-windows // torch.distributed.get_world_size())
+        per_call = windows if options.window_batch == 0 else min(options.window_batch, windows)
+        return per_call * options.video_length
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False, **_host_extras):

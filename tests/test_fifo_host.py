@@ -330,6 +330,21 @@ def test_loaded_models_estimate_fifo_memory_for_one_window_batch(host, monkeypat
     assert shapes[-1] == (12, 4, 8, 8)
 
 
+def test_memory_estimate_under_torch_distributed_is_one_ranks_share(host, monkeypatch):
+    """Under torch.distributed a rank's calls hold only its share of the windows, so the memory cap asks for that:
+    4 windows of f = 4 (n 2, lookahead) over 3 ranks = 2 windows per call at most (window_batch 0)."""
+    import torch.distributed
+    from fifo_infinity.bridge import fifo as bridge
+    from fifo_infinity.samplers.fifo import FifoOptions
+    options = FifoOptions(video_length=4, num_partitions=2)
+    assert bridge.FifoSampler(options).frames_per_call == 16
+    monkeypatch.setattr(bridge, "distributed_ready", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 3)
+    assert bridge.FifoSampler(options).frames_per_call == 8
+    assert bridge.FifoSampler(FifoOptions(video_length=4, num_partitions=2, window_batch=1)).frames_per_call == 4
+    assert bridge.FifoSampler(options, devices="cpu,cpu").frames_per_call == 16      # a device list: not distributed
+
+
 def test_bad_node_inputs_give_clear_errors(host, setup, reference):
     nodes = host.NODE_CLASS_MAPPINGS
     all_in_one, sampler = nodes["FIFOInfinityFIFOSamplerAllInOne"], nodes["FIFOInfinityFIFOSampler"]
