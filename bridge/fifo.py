@@ -40,8 +40,8 @@ import comfy.utils
 import latent_preview
 import node_helpers
 
-from ..parallel.transport import AUTO, DISTRIBUTED, DistributedTransport, InProcessTransport, distributed_ready, \
-    parse_devices
+from ..parallel.transport import AUTO, DISTRIBUTED, DISTRIBUTED_NEEDS_RANKS, DistributedTransport, \
+    InProcessTransport, distributed_ready, parse_devices
 from ..samplers import ddim
 from ..samplers.fifo import FifoError, FifoHooks, FifoOptions, FifoRun, GeneratorNoise, check_base_clip, \
     fifo_generate, queue_levels
@@ -141,8 +141,7 @@ def fifo_workers(devices: str, video_length: int):
         return (DistributedTransport() if distributed_ready() else None), None
     if spec == DISTRIBUTED:
         if not distributed_ready():
-            raise FifoError("devices = 'distributed' needs a torch.distributed process group with several ranks: "
-                            "run the workflow with the pack's run.py under torchrun, or leave devices empty")
+            raise FifoError(DISTRIBUTED_NEEDS_RANKS)
         return DistributedTransport(), None
     return None, FifoDeviceGroups(spec, video_length)
 
@@ -240,8 +239,7 @@ class FifoSampler(comfy.samplers.Sampler):
         windows = options.num_windows
         if parse_devices(self.devices) in (AUTO, DISTRIBUTED) and distributed_ready():
             windows = -(-windows // torch.distributed.get_world_size())
-        per_call = windows if options.window_batch == 0 else min(options.window_batch, windows)
-        return per_call * options.video_length
+        return options.windows_per_call_of(windows) * options.video_length
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False, **_host_extras):

@@ -24,7 +24,7 @@ import math
 
 from comfy_api.latest import io
 
-from ..parallel.transport import DISTRIBUTED, distributed_ready, parse_devices
+from ..parallel.transport import DISTRIBUTED, DISTRIBUTED_NEEDS_RANKS, distributed_ready, parse_devices
 from ..videocrafter.unet import DEFAULT_FPS
 
 SIZE_MULTIPLE = 64   # 8 (VAE) x 2**3 (the UNet's three downsamplings)
@@ -75,8 +75,7 @@ def devices_error(devices) -> str | None:
     except ValueError as error:
         return str(error)
     if parsed == DISTRIBUTED and not distributed_ready():
-        return ("devices: 'distributed' needs a torch.distributed process group with several ranks: run the "
-                "workflow with the pack's run.py under torchrun, or leave devices empty")
+        return DISTRIBUTED_NEEDS_RANKS
     return None
 
 

@@ -424,6 +424,9 @@ class DistributedEndpoint(Endpoint):
 
 AUTO = "auto"
 DISTRIBUTED = "distributed"
+DISTRIBUTED_NEEDS_RANKS = ("devices: 'distributed' needs a torch.distributed process group with several ranks: run "
+                           "the workflow with the pack's run.py under torchrun, or leave devices empty")
+"""Why `devices = 'distributed'` cannot work without the runner (the nodes' validators and the FIFO sampler)."""
 
 
 def parse_devices(spec: str | None):

@@ -189,7 +189,12 @@ class FifoOptions:
 
     @property
     def windows_per_call(self) -> int:
-        return self.num_windows if self.window_batch == 0 else min(self.window_batch, self.num_windows)
+        return self.windows_per_call_of(self.num_windows)
+
+    def windows_per_call_of(self, windows: int) -> int:
+        """Windows in one model call of a worker that computes `windows` of them: window_batch (0: all), at most
+        `windows`."""
+        return windows if self.window_batch == 0 else min(self.window_batch, windows)
 
     def iterations(self, num_frames: int) -> int:
         """N + S - f iterations for N output frames."""
@@ -214,7 +219,7 @@ class FifoOptions:
     def window_groups(self, windows: list[Window] | None = None) -> list[list[Window]]:
         """`windows` (default: all of `windows()`) cut into model calls of `window_batch` windows (0: one call)."""
         windows = self.windows() if windows is None else windows
-        size = self.window_batch or len(windows)
+        size = self.windows_per_call_of(len(windows))
         return [windows[i:i + size] for i in range(0, len(windows), size)]
 
 
