@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..bridge.fifo import register_memory_cap
 from ..videocrafter import convert
 from ..videocrafter.image_encoder import build_image_encoder
-from ..videocrafter.loader import load_videocrafter
+from ..videocrafter.loader import WEIGHT_DTYPES, load_videocrafter, weight_dtype_of
 from .common import NODE_PREFIX, ImageEncoder, category
 
 MODEL_FOLDER = "videocrafter"
@@ -66,6 +66,11 @@ class FIFOInfinityCheckpointLoader(io.ComfyNode):
                                          "sampling, so stock samplers match VideoCrafter2's own DDIM. Turn off for "
                                          "plain EPS sampling (what the official FIFO step uses; the FIFO sampler "
                                          "switches it off by itself)."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default", optional=True,
+                               tooltip="The UNet's weight dtype. default: ComfyUI's choice for your device (fp16 or bf16 "
+                                       "on most GPUs). fp8_e4m3fn / fp8_e5m2 store the weights in 8 bits (half the "
+                                       "memory of fp16) and compute in ComfyUI's compute dtype. The errors each dtype "
+                                       "gives against fp32 are in the README (Half precision and fp8)."),
             ],
             outputs=[
                 io.Model.Output(tooltip="The VideoCrafter2 3D UNet. Latents are frames-as-batch [frames, 4, H/8, W/8]."),
@@ -79,10 +84,11 @@ class FIFOInfinityCheckpointLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, ckpt_name: str, rescale_schedule: bool = True):
+    def execute(cls, ckpt_name: str, rescale_schedule: bool = True, weight_dtype: str = "default"):
+        dtype = weight_dtype_of(weight_dtype)
         path = resolve_checkpoint(ckpt_name)
         try:
-            model, clip, vae, parts = load_videocrafter(path, rescale=rescale_schedule,
+            model, clip, vae, parts = load_videocrafter(path, rescale=rescale_schedule, dtype=dtype,
                                                         embedding_directory=folder_paths.get_folder_paths("embeddings"))
             image_encoder = build_image_encoder(parts)
         except convert.CheckpointError as error:

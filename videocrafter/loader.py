@@ -23,6 +23,19 @@ from .model_base import VideoCrafterConfig, VideoCrafterModel
 
 log = logging.getLogger("fifo_infinity")
 
+# The UNet weight dtypes the loader offers, as core's UNet loader names them (plus fp16 / bf16): "default" is
+# the host's choice for the device (`model_management.unet_dtype`). fp8 is storage only: the layers cast each
+# weight to the compute dtype when they run (comfy.ops manual cast).
+WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16,
+                 "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+
+
+def weight_dtype_of(name: str) -> torch.dtype | None:
+    """The torch dtype of a `WEIGHT_DTYPES` name; raises ValueError naming the choices."""
+    if name not in WEIGHT_DTYPES:
+        raise ValueError(f"weight_dtype: '{name}' is not one of {list(WEIGHT_DTYPES)}")
+    return WEIGHT_DTYPES[name]
+
 
 def patcher_class(disable_dynamic: bool = False) -> type:
     """The ModelPatcher class the host builds its own models with: `CoreModelPatcher` where the host has one
@@ -34,8 +47,13 @@ def patcher_class(disable_dynamic: bool = False) -> type:
 
 
 def build_model(unet_sd: dict, rescale: bool = True, dtype: torch.dtype | None = None,
-                disable_dynamic: bool = False) -> comfy.model_patcher.ModelPatcher:
-    """MODEL from a UNet state dict (prefix removed). `dtype` None = ComfyUI's choice for the device.
+                disable_dynamic: bool = False, compute_dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
+    """MODEL from a UNet state dict (prefix removed).
+
+    `dtype`: the weight (storage) dtype, None = ComfyUI's choice for the device; fp8 dtypes are storage only.
+    `compute_dtype`: the dtype the layers compute in, None = the host's choice for the weight dtype and device
+    (`model_management.unet_manual_cast`: e.g. fp32 for fp16 weights on a CPU); another dtype makes the layers
+    cast their weights to it (comfy.ops manual cast). As core's `load_diffusion_model_state_dict`.
     The patcher is the host's class (`patcher_class`); weights are assigned as core does for dynamic patchers."""
     unet_config = convert.infer_unet_config(unet_sd)
     config = VideoCrafterConfig(unet_config)
@@ -43,7 +61,11 @@ def build_model(unet_sd: dict, rescale: bool = True, dtype: torch.dtype | None =
     params = comfy.utils.calculate_parameters(unet_sd)
     if dtype is None:
         dtype = mm.unet_dtype(model_params=params, supported_dtypes=config.supported_inference_dtypes)
-    config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes))
+    if compute_dtype is None:
+        manual_cast = mm.unet_manual_cast(dtype, load_device, config.supported_inference_dtypes)
+    else:
+        manual_cast = None if compute_dtype == dtype else compute_dtype
+    config.set_inference_dtype(dtype, manual_cast)
     model = VideoCrafterModel(config, device=mm.unet_inital_load_device(params, dtype), rescale=rescale)
     patcher = patcher_class(disable_dynamic)(model, load_device=load_device, offload_device=mm.unet_offload_device())
     missing, unexpected = model.diffusion_model.load_state_dict(unet_sd, strict=False, assign=patcher.is_dynamic()
@@ -131,9 +153,10 @@ def _parts(path: str) -> dict:
 # `deepclone_multigpu` for MultiGPU CFG Split and the Select * Device nodes), as core's loaders register
 # them (comfy/sd.py `load_checkpoint_guess_config`): `factory(*arguments, disable_dynamic=...)` -> patcher.
 
-def load_model_patcher(path: str, rescale: bool = True, dtype=None, disable_dynamic: bool = False):
+def load_model_patcher(path: str, rescale: bool = True, dtype=None, compute_dtype=None, disable_dynamic: bool = False):
     """A fresh MODEL patcher from the checkpoint file `path` (the MODEL's reload factory)."""
-    return build_model(_parts(path)["unet"], rescale=rescale, dtype=dtype, disable_dynamic=disable_dynamic)
+    return build_model(_parts(path)["unet"], rescale=rescale, dtype=dtype, compute_dtype=compute_dtype,
+                       disable_dynamic=disable_dynamic)
 
 
 def load_clip_patcher(path: str, text_heads: int | None = None, embedding_directory=None, disable_dynamic: bool = False):
@@ -148,17 +171,21 @@ def load_vae_patcher(path: str, disable_dynamic: bool = False):
     return build_vae(_parts(path)["vae"]).patcher
 
 
-def load_videocrafter(path: str, rescale: bool = True, text_heads: int | None = None, dtype=None, embedding_directory=None):
+def load_videocrafter(path: str, rescale: bool = True, text_heads: int | None = None, dtype=None, embedding_directory=None,
+                      compute_dtype=None):
     """(MODEL, CLIP, VAE, parts) from a VideoCrafter checkpoint file; raises `convert.CheckpointError`.
+
+    `dtype` / `compute_dtype`: the UNet's weight and compute dtypes (`build_model`); the text encoder and the VAE
+    take the host's dtypes for their devices, as core's loaders give them.
 
     On hosts whose patchers have `cached_patcher_init` (v0.33), each of the three patchers gets its reload
     factory, so the host can build an independent copy (another device, a non-dynamic delegate)."""
     parts = _parts(path)
-    model = build_model(parts["unet"], rescale=rescale, dtype=dtype)
+    model = build_model(parts["unet"], rescale=rescale, dtype=dtype, compute_dtype=compute_dtype)
     clip = build_clip(parts["text"], heads=text_heads, embedding_directory=embedding_directory)
     vae = build_vae(parts["vae"])
     if hasattr(model, "cached_patcher_init"):
-        model.cached_patcher_init = (load_model_patcher, (path, rescale, dtype))
+        model.cached_patcher_init = (load_model_patcher, (path, rescale, dtype, compute_dtype))
         clip.patcher.cached_patcher_init = (load_clip_patcher, (path, text_heads, embedding_directory))
         vae.patcher.cached_patcher_init = (load_vae_patcher, (path,))
     return model, clip, vae, parts

@@ -42,11 +42,38 @@ import torch.nn as nn
 
 import comfy.ops
 import comfy.patcher_extension
-from comfy.ldm.modules.attention import FeedForward, SpatialTransformer, optimized_attention
+from comfy.ldm.modules.attention import FeedForward, SpatialTransformer, optimized_attention_for_device
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock, Upsample
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
 DEFAULT_FPS = 8
+_TEMPORAL_CONV_CLASSES: dict = {}
+
+
+def temporal_conv_class(operations) -> type:
+    """`operations.Conv3d` for the (3, 1, 1) temporal kernels, run as a 2-D convolution on the CPU with oneDNN.
+
+    A (3, 1, 1) kernel on `[B, C, T, h, w]` is the (3, 1) kernel on `[B, C, T, h*w]`, same weights: PyTorch
+    picks no oneDNN kernel for these 3-D fp32 convolutions (`slow_conv3d`, 2-3x slower than the oneDNN 2-D one
+    at the tiny model's sizes, README "Performance"). Elsewhere (CUDA, or oneDNN switched off, where
+    PyTorch's own kernels give the same rounding at every batch size) the host's own Conv3d runs, its cuDNN
+    work-arounds included. The subclass only replaces `_conv_forward`, which the host's weight casting calls too, so
+    manual cast, fp8 storage, offloading and weight patches work as on any comfy.ops layer; the checkpoint
+    keys and shapes are the Conv3d ones."""
+    found = _TEMPORAL_CONV_CLASSES.get(operations.Conv3d)
+    if found is None:
+        def _conv_forward(self, input, weight, bias, *args, autopad=None, **kwargs):
+            if (input.device.type != "cpu" or not torch.backends.mkldnn.enabled or args or kwargs or autopad is not None
+                    or weight.shape[3:] != (1, 1)):
+                extra = {} if autopad is None else {"autopad": autopad}
+                return operations.Conv3d._conv_forward(self, input, weight, bias, *args, **extra, **kwargs)
+            out = torch.nn.functional.conv2d(input.flatten(3), weight.flatten(3), bias, self.stride[:2],
+                                             self.padding[:2], self.dilation[:2], self.groups)
+            return out.unflatten(3, input.shape[3:])
+        found = type("TemporalConv3d", (operations.Conv3d,), {"_conv_forward": _conv_forward,
+                                                             "__module__": __name__})
+        _TEMPORAL_CONV_CLASSES[operations.Conv3d] = found
+    return found
 
 
 def find_replace(extra_options: dict, name: str):
@@ -66,11 +93,13 @@ class TemporalConvBlock(nn.Module):
 
     def __init__(self, channels, dtype=None, device=None, operations=comfy.ops.disable_weight_init):
         super().__init__()
+        conv = temporal_conv_class(operations)
+
         def stage(with_dropout):
             layers = [operations.GroupNorm(32, channels, dtype=dtype, device=device), nn.SiLU()]
             if with_dropout:
                 layers.append(nn.Dropout(0.1))
-            layers.append(operations.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0), dtype=dtype, device=device))
+            layers.append(conv(channels, channels, (3, 1, 1), padding=(1, 0, 0), dtype=dtype, device=device))
             return nn.Sequential(*layers)
         self.conv1 = stage(False)
         self.conv2 = stage(True)
@@ -138,7 +167,12 @@ class TemporalAttention(nn.Module):
         if replace is not None:
             out = replace(q, k, v, extra_options)
         else:
-            out = optimized_attention(q, k, v, self.heads, transformer_options=extra_options)
+            # The host's choice for short sequences (T frames, 16 in VideoCrafter2), as its text encoders use:
+            # PyTorch's SDPA where the host enables it (NVIDIA), else the plain product, which its sub-quadratic
+            # attention would fall back to at this length anyway. A model's attention override (core's Model
+            # Attention Backend node) still applies: the host's functions honour `optimized_attention_override`.
+            attention = optimized_attention_for_device(q.device, small_input=True)
+            out = attention(q, k, v, self.heads, transformer_options=extra_options)
         return self.to_out(out)
 
 
