@@ -93,8 +93,10 @@ def main(argv=None):
         dtype = dtypes[dtype_name]
         baseline = baseline_module.UNet3D(**config, dtype=dtype, operations=comfy.ops.disable_weight_init)
         baseline.load_state_dict(state)
+        baseline.eval()
         now = type(current)(**config, dtype=dtype, operations=comfy.ops.disable_weight_init)
         now.load_state_dict(state)
+        now.eval()
         for latent in args.latents:
             h, w = map(int, latent.split("x"))
             generator = torch.Generator().manual_seed(0)
