@@ -37,6 +37,8 @@ them): `key` is a block (e.g. `("output", 3)`) or `"all"` for every block withou
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
@@ -47,9 +49,9 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock,
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
 DEFAULT_FPS = 8
-_TEMPORAL_CONV_CLASSES: dict = {}
 
 
+@functools.cache
 def temporal_conv_class(operations) -> type:
     """`operations.Conv3d` for the (3, 1, 1) temporal kernels, run as a 2-D convolution on the CPU with oneDNN.
 
@@ -60,20 +62,15 @@ def temporal_conv_class(operations) -> type:
     work-arounds included. The subclass only replaces `_conv_forward`, which the host's weight casting calls too, so
     manual cast, fp8 storage, offloading and weight patches work as on any comfy.ops layer; the checkpoint
     keys and shapes are the Conv3d ones."""
-    found = _TEMPORAL_CONV_CLASSES.get(operations.Conv3d)
-    if found is None:
-        def _conv_forward(self, input, weight, bias, *args, autopad=None, **kwargs):
-            if (input.device.type != "cpu" or not torch.backends.mkldnn.enabled or args or kwargs or autopad is not None
-                    or weight.shape[3:] != (1, 1)):
-                extra = {} if autopad is None else {"autopad": autopad}
-                return operations.Conv3d._conv_forward(self, input, weight, bias, *args, **extra, **kwargs)
-            out = torch.nn.functional.conv2d(input.flatten(3), weight.flatten(3), bias, self.stride[:2],
-                                             self.padding[:2], self.dilation[:2], self.groups)
-            return out.unflatten(3, input.shape[3:])
-        found = type("TemporalConv3d", (operations.Conv3d,), {"_conv_forward": _conv_forward,
-                                                             "__module__": __name__})
-        _TEMPORAL_CONV_CLASSES[operations.Conv3d] = found
-    return found
+    def _conv_forward(self, input, weight, bias, *args, autopad=None, **kwargs):
+        if (input.device.type != "cpu" or not torch.backends.mkldnn.enabled or args or kwargs or autopad is not None
+                or weight.shape[3:] != (1, 1)):
+            extra = {} if autopad is None else {"autopad": autopad}
+            return operations.Conv3d._conv_forward(self, input, weight, bias, *args, **extra, **kwargs)
+        out = torch.nn.functional.conv2d(input.flatten(3), weight.flatten(3), bias, self.stride[:2],
+                                         self.padding[:2], self.dilation[:2], self.groups)
+        return out.unflatten(3, input.shape[3:])
+    return type("TemporalConv3d", (operations.Conv3d,), {"_conv_forward": _conv_forward, "__module__": __name__})
 
 
 def find_replace(extra_options: dict, name: str):
